@@ -1,0 +1,110 @@
+// quantkit — every CPU kernel's signature, once. Never includes napi.h.
+//
+// Each op has a scalar reference in namespace qk::ref (csrc/kernels/ref/<op>_ref.cpp: the specification, one
+// loop nest, no threads, no SIMD) and optional optimised variants with the identical signature in qk::avx2
+// (csrc/kernels/x86/<op>_avx2.cpp, compiled with -mavx2 -mfma -mf16c) and qk::avx512
+// (csrc/kernels/x86/<op>_avx512.cpp, compiled with -mavx512f/bw/vl/vnni/bf16 + the AVX2 flags).
+// csrc/kernels/dispatch.cpp assembles them into one KernelTable per ISA.
+//
+// Conventions
+// * "Axis views": a row-major tensor reduced or packed along one axis is seen as [outer, len, inner]
+//   (outer = product of dims before the axis, inner = product after). Element (o, l, i) is at
+//   x[(o * len + l) * inner + i].
+// * Rounding is round-half-to-even everywhere (the default FP environment; std::nearbyint).
+// * No kernel allocates unless it returns a Status. Callers have validated sizes; kernels may assume
+//   non-negative dims and buffers of the documented sizes. Zero-sized dims are legal and do nothing.
+// * Floating-point contraction is disabled for all kernels (-ffp-contract=off) so that element-wise kernels
+//   are bit-exact across ISAs; GEMMs use explicit FMA and are compared by tolerance.
+#ifndef QK_KERNELS_H_
+#define QK_KERNELS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "qk/status.h"
+
+namespace qk {
+
+class ThreadPool;
+
+enum class Isa : int { kRef = 0, kAvx2 = 1, kAvx512 = 2 };
+constexpr int kNumIsas = 3;
+const char* isa_name(Isa isa);
+
+// fp8 formats (the byte encodings of ml_dtypes' float8_e4m3fn and float8_e5m2).
+enum class Fp8Format : int { kE4M3FN = 0, kE5M2 = 1 };
+
+#define QK_DECLARE_KERNELS                                                                                    \
+  /* out[o*inner+i] = max_l |x(o,l,i)|. NaN anywhere in the slice gives NaN (as numpy.max). */              \
+  void absmax(const float* x, int64_t outer, int64_t len, int64_t inner, float* out);                         \
+  /* Keras abs_max_quantize along the axis view:                                                             \
+     amax = max_l |x|; scale = hi / (amax + eps) (float32); q = clip(rne(x * scale), lo, hi).               \
+     scale has shape [outer, inner]. A NaN product (NaN input, or 0*inf) quantizes to 0.                     \
+     lo/hi are integers within [-128, 127] (validated by the caller). */                                     \
+  void absmax_quantize(const float* x, int64_t outer, int64_t len, int64_t inner, float lo, float hi,         \
+                       float eps, int8_t* q, float* scale);                                                   \
+  /* Keras pack_int4: dst is [outer, (len+1)/2, inner]; dst(o,k,i) = (src(o,2k,i) & 0xF) |                  \
+     ((src(o,2k+1,i) & 0xF) << 4), a missing odd element counts as 0. src bytes are int8 or uint8 values. */ \
+  void pack_int4(const uint8_t* src, int64_t outer, int64_t len, int64_t inner, uint8_t* dst);               \
+  /* Inverse of pack_int4; len is the original (unpadded) length. is_signed: sign-extend nibbles          \
+     ((v ^ 8) - 8) into int8, else zero-extend into uint8. */                                                \
+  void unpack_int4(const uint8_t* src, int64_t outer, int64_t len, int64_t inner, bool is_signed,            \
+                   uint8_t* dst);                                                                             \
+  /* Keras pack_int2: dst is [outer, (len+3)/4, inner]; element 4k+j goes to bits [2j, 2j+1]. */             \
+  void pack_int2(const uint8_t* src, int64_t outer, int64_t len, int64_t inner, uint8_t* dst);               \
+  /* Inverse of pack_int2; signed values use (v ^ 2) - 2. */                                                 \
+  void unpack_int2(const uint8_t* src, int64_t outer, int64_t len, int64_t inner, bool is_signed,            \
+                   uint8_t* dst);                                                                             \
+  /* float32 <-> IEEE binary16, RNE, NaN stays NaN (quiet, sign kept), overflow -> +-inf. */                 \
+  void f32_to_f16(const float* src, uint16_t* dst, int64_t n);                                                \
+  void f16_to_f32(const uint16_t* src, float* dst, int64_t n);                                                \
+  /* float32 <-> bfloat16, RNE, NaN stays NaN (quiet), denormals kept (not flushed). */                      \
+  void f32_to_bf16(const float* src, uint16_t* dst, int64_t n);                                               \
+  void bf16_to_f32(const uint16_t* src, float* dst, int64_t n);                                               \
+  /* float32 <-> fp8 as ml_dtypes: RNE with subnormals. e4m3fn has no inf: NaN, +-inf and values that round \
+     past 448 become NaN (0x7F / 0xFF keeping the sign). e5m2: overflow -> +-inf, NaN -> quiet NaN. */       \
+  void f32_to_fp8(const float* src, uint8_t* dst, int64_t n, Fp8Format fmt);                                  \
+  void fp8_to_f32(const uint8_t* src, float* dst, int64_t n, Fp8Format fmt);                                  \
+  /* C[M,N] = A[M,K] * B[K,N], float32, row-major with leading dimensions (>= the row length).             \
+     pool may be null (single thread). Returns QK_STATUS_OUT_OF_MEMORY if scratch cannot be allocated. */    \
+  Status sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,      \
+               float* C, int64_t ldc, ThreadPool* pool);                                                      \
+  /* C[M,N] = A[M,K] * B[K,N] with int8 operands and exact int32 accumulation (K <= 131071, checked by the  \
+     caller, keeps every partial sum in range). Any int8 values, including -128, give the exact result. */  \
+  Status igemm_s8s8s32(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t lda, const int8_t* B,         \
+                       int64_t ldb, int32_t* C, int64_t ldc, ThreadPool* pool);
+
+namespace ref {
+QK_DECLARE_KERNELS
+}  // namespace ref
+namespace avx2 {
+QK_DECLARE_KERNELS
+}  // namespace avx2
+namespace avx512 {
+QK_DECLARE_KERNELS
+}  // namespace avx512
+
+// One function pointer per op; every ISA's table is complete (an op without an optimised variant points at
+// the best lower variant). `own` records which ops have a variant of their own at this ISA, so that the
+// parity tests run each distinct implementation.
+struct KernelTable {
+  Isa isa;
+  decltype(&ref::absmax) absmax;
+  decltype(&ref::absmax_quantize) absmax_quantize;
+  decltype(&ref::pack_int4) pack_int4;
+  decltype(&ref::unpack_int4) unpack_int4;
+  decltype(&ref::pack_int2) pack_int2;
+  decltype(&ref::unpack_int2) unpack_int2;
+  decltype(&ref::f32_to_f16) f32_to_f16;
+  decltype(&ref::f16_to_f32) f16_to_f32;
+  decltype(&ref::f32_to_bf16) f32_to_bf16;
+  decltype(&ref::bf16_to_f32) bf16_to_f32;
+  decltype(&ref::f32_to_fp8) f32_to_fp8;
+  decltype(&ref::fp8_to_f32) fp8_to_f32;
+  decltype(&ref::sgemm) sgemm;
+  decltype(&ref::igemm_s8s8s32) igemm_s8s8s32;
+};
+
+}  // namespace qk
+
+#endif  // QK_KERNELS_H_

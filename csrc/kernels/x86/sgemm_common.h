@@ -1,0 +1,297 @@
+// quantkit — ISA-independent driver of the blocked float32 GEMM (private to sgemm_avx2.cpp / sgemm_avx512.cpp).
+//
+// Everything here lives in an anonymous namespace: each ISA translation unit that includes this header gets
+// its own internal copy, compiled with that unit's flags. Nothing compiled with AVX-512 flags can therefore be
+// picked by the linker for the AVX2 or generic paths (no ODR mixing across ISA flags).
+//
+// The ISA unit supplies a policy type P with
+//   static constexpr int64_t MR, NR   micro-tile (rows of A x columns of B kept in registers)
+//   static constexpr int64_t KC       maximum depth of one K block
+//   static constexpr int64_t AS       row stride (floats) of the packed A micro-panel, KC + padding
+//   static constexpr int64_t NT_MAX   maximum width (multiple of NR) of the column tile one task owns
+//   static KernelFn kernel(int rows)  micro-kernel for 1 <= rows <= MR (see KernelFn below)
+//   static void copy_nr(float* dst, const float* src)   copies NR floats (dst 64-byte aligned)
+//   static void gemv(int64_t K, const float* a, const float* b, int64_t ldb, float* c, int64_t n)
+//       c[0..n) = a[0..K) * B where B row k is b + k*ldb (the M == 1 case)
+//
+// Algorithm (Goto/BLIS-style blocking; the loop order keeps the A micro-panel in L1 and the packed B block
+// in L2):
+//   C is cut into tasks: rectangles of Mt rows x Nt columns (Mt a multiple of MR, Nt of NR, Nt <= NT_MAX).
+//   Tasks are independent (each packs what it needs into a per-thread scratch buffer), so they are handed
+//   to the thread pool dynamically, which also balances load when a core is busy with something else.
+//   Per task:
+//     for each K block [p0, p0 + kc):                               (kc <= KC, blocks of equal size)
+//       pack B[p0:p0+kc, n0:n1] into NR-wide panels, each kc x NR contiguous, zero-padded past n1 (-> L2)
+//       for each MR-row micro-panel of A:
+//         copy its rows A[i, p0:p0+kc] into `ap` with row stride AS (plain row copies, no transpose;
+//         the padded stride avoids the cache-set aliasing of a power-of-two lda)               (-> L1)
+//         for each B panel: micro-kernel C[MR x NR] (+)= ap * panel
+//   The first K block stores its result, later blocks load C and keep accumulating, so each C element is
+//   one chain of fused multiply-adds in ascending k order (the reference's order, differing only by the
+//   rounding of the fused operations). Columns past N in the last panel are computed into a staging tile
+//   and only the valid ones are copied out, so kernels never need masks and never touch memory past C.
+//
+// Small M (a few tokens) is bound by streaming B from memory; it uses the same path. (Reading B in place
+// with software prefetch instead of packing it was measured about 2x slower here: 16 KB-strided 128-byte
+// row segments defeat the hardware prefetchers and the TLB, while packing reads long contiguous row runs.)
+// M == 1 has its own GEMV routine (P::gemv), which streams rows of B without packing.
+#ifndef QK_KERNELS_X86_SGEMM_COMMON_H_
+#define QK_KERNELS_X86_SGEMM_COMMON_H_
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+
+#include "qk/kernels.h"
+#include "qk/threadpool.h"
+
+namespace qk {
+namespace sgemm_common {
+namespace {
+
+// Micro-kernel: C[rows x NR] (+)= A_panel[rows x kc] * B_panel[kc x NR].
+//   a: row r of the A micro-panel starts at a + r * AS (kc floats);
+//   b: packed panel, kc rows of NR floats, 64-byte aligned;
+//   c: row r at c + r * ldc (unaligned allowed); accumulate: false -> start from 0, true -> start from C.
+using KernelFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate);
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+constexpr std::size_t kScratchAlign = 64;
+
+// Per-thread scratch buffer, grown on demand and kept for the life of the thread (the pool's helper threads
+// live for the whole process), so repeated calls do not pay for allocation and page faults. Its size is
+// bounded by the blocking constants, not by the problem size (well under 2 MB).
+class ThreadScratch {
+ public:
+  ThreadScratch() = default;
+  ThreadScratch(const ThreadScratch&) = delete;
+  ThreadScratch& operator=(const ThreadScratch&) = delete;
+  ~ThreadScratch() { release(); }
+
+  // Returns a 64-byte aligned buffer of at least `floats` floats, or nullptr if it cannot be allocated.
+  float* get(std::size_t floats) {
+    if (floats > capacity_) {
+      release();
+      void* p = ::operator new[](floats * sizeof(float), std::align_val_t(kScratchAlign), std::nothrow);
+      if (p == nullptr) return nullptr;
+      data_ = static_cast<float*>(p);
+      capacity_ = floats;
+    }
+    return data_;
+  }
+
+ private:
+  void release() {
+    if (data_ != nullptr) ::operator delete[](data_, std::align_val_t(kScratchAlign));
+    data_ = nullptr;
+    capacity_ = 0;
+  }
+  float* data_ = nullptr;
+  std::size_t capacity_ = 0;
+};
+
+inline float* thread_scratch(std::size_t floats) {
+  thread_local ThreadScratch scratch;
+  return scratch.get(floats);
+}
+
+struct GemmArgs {
+  int64_t M, N, K;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float* C;
+  int64_t ldc;
+};
+
+// Scratch layout (floats, every part 64-byte aligned since all sizes are multiples of 16 floats):
+//   [packed B block: KC * NT_MAX][A micro-panel: MR * AS][staging tile: MR * NR]
+template <class P>
+constexpr int64_t a_area_floats() {
+  return round_up(P::MR * P::AS, 16);
+}
+template <class P>
+constexpr std::size_t scratch_floats() {
+  return static_cast<std::size_t>(P::KC * P::NT_MAX + a_area_floats<P>() + round_up(P::MR * P::NR, 16));
+}
+
+// Runs a packed-B kernel on a panel of `cols` valid columns: in place when cols == NR, otherwise through the
+// staging tile `ct` so that nothing past column N is read or written.
+template <class P>
+inline void run_panel(KernelFn kern, int rows, int64_t cols, int64_t kc, const float* a, const float* b, float* c,
+                      int64_t ldc, bool accumulate, float* ct) {
+  constexpr int64_t NR = P::NR;
+  if (cols == NR) {
+    kern(kc, a, b, c, ldc, accumulate);
+    return;
+  }
+  if (accumulate) {
+    for (int r = 0; r < rows; ++r) {
+      std::memcpy(ct + r * NR, c + r * ldc, static_cast<std::size_t>(cols) * sizeof(float));
+    }
+  }
+  kern(kc, a, b, ct, NR, accumulate);
+  for (int r = 0; r < rows; ++r) std::memcpy(c + r * ldc, ct + r * NR, static_cast<std::size_t>(cols) * sizeof(float));
+}
+
+// Computes the task C[m0:m1, n0:n1] over all of K (K >= 1).
+template <class P>
+void compute_tile(const GemmArgs& g, int64_t kc_block, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                  float* scratch) {
+  constexpr int64_t MR = P::MR, NR = P::NR, AS = P::AS;
+  float* const bp = scratch;
+  float* const ap = bp + P::KC * P::NT_MAX;
+  float* const ct = ap + a_area_floats<P>();
+  const int64_t width = n1 - n0;
+  const int64_t npanels = ceil_div(width, NR);
+
+  for (int64_t p0 = 0; p0 < g.K; p0 += kc_block) {
+    const int64_t kc = std::min(kc_block, g.K - p0);
+    const bool accumulate = p0 > 0;
+
+    // Pack B: read row by row (contiguous), scatter into the NR-wide panels.
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = g.B + (p0 + k) * g.ldb + n0;
+      float* dst = bp + k * NR;
+      for (int64_t jp = 0; jp < npanels; ++jp, src += NR, dst += kc * NR) {
+        const int64_t cols = std::min(NR, width - jp * NR);
+        if (cols == NR) {
+          P::copy_nr(dst, src);
+        } else {
+          std::memcpy(dst, src, static_cast<std::size_t>(cols) * sizeof(float));
+          std::memset(dst + cols, 0, static_cast<std::size_t>(NR - cols) * sizeof(float));
+        }
+      }
+    }
+
+    // While this block is computed, prefetch the next K block's rows of B into L2, a few lines before each
+    // kernel call, so that packing it finds them there (matters when M is small and B streams from DRAM).
+    const int64_t next_rows = std::min(kc_block, g.K - (p0 + kc));
+    const int64_t row_lines = ceil_div(width * int64_t{sizeof(float)}, 64) + 1;
+    const int64_t calls = ceil_div(m1 - m0, MR) * npanels;
+    const int64_t per_call = next_rows > 0 ? ceil_div(next_rows * row_lines, calls) : 0;
+    int64_t pf_row = 0, pf_line = 0;
+    const char* const pf_base = reinterpret_cast<const char*>(g.B + (p0 + kc) * g.ldb + n0);
+    auto prefetch_next = [&] {
+      for (int64_t q = 0; q < per_call && pf_row < next_rows; ++q) {
+        __builtin_prefetch(pf_base + pf_row * g.ldb * int64_t{sizeof(float)} + pf_line * 64, 0, 2);
+        if (++pf_line == row_lines) {
+          pf_line = 0;
+          ++pf_row;
+        }
+      }
+    };
+
+    for (int64_t i0 = m0; i0 < m1; i0 += MR) {
+      const int rows = static_cast<int>(std::min(MR, m1 - i0));
+      for (int r = 0; r < rows; ++r) {
+        std::memcpy(ap + r * AS, g.A + (i0 + r) * g.lda + p0, static_cast<std::size_t>(kc) * sizeof(float));
+      }
+      const KernelFn kern = P::kernel(rows);
+      float* crow = g.C + i0 * g.ldc + n0;
+      for (int64_t jp = 0; jp < npanels; ++jp) {
+        const int64_t cols = std::min(NR, width - jp * NR);
+        prefetch_next();
+        run_panel<P>(kern, rows, cols, kc, ap, bp + jp * kc * NR, crow + jp * NR, g.ldc, accumulate, ct);
+      }
+    }
+  }
+}
+
+// Runs fn(task) for task in [0, n): on the pool when there is one worth using, else inline.
+template <class Fn>
+void run_tasks(ThreadPool* pool, int threads, int64_t n, const Fn& fn) {
+  if (pool == nullptr || threads <= 1 || n <= 1) {
+    for (int64_t t = 0; t < n; ++t) fn(t);
+  } else {
+    pool->run(n, fn);
+  }
+}
+
+template <class P>
+Status sgemm_driver(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                    float* C, int64_t ldc, ThreadPool* pool) {
+  constexpr int64_t MR = P::MR, NR = P::NR;
+  if (M <= 0 || N <= 0) return kOk;
+  if (K <= 0) {  // empty sum
+    for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, static_cast<std::size_t>(N) * sizeof(float));
+    return kOk;
+  }
+
+  // Threads: below ~1 MFLOP the pool's hand-off costs more than it saves.
+  int threads = pool != nullptr ? pool->num_threads() : 1;
+  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  if (flops < 1.0e6) threads = 1;
+
+  if (M == 1) {
+    // GEMV: B is used once per element, so no packing; stream B rows, split the columns among threads.
+    int64_t chunk = N;
+    if (threads > 1) chunk = std::max<int64_t>(256, round_up(ceil_div(N, 4 * int64_t{threads}), 64));
+    const int64_t tasks = ceil_div(N, chunk);
+    run_tasks(pool, threads, tasks, [&](int64_t t) {
+      const int64_t j0 = t * chunk;
+      const int64_t j1 = std::min(N, j0 + chunk);
+      P::gemv(K, A, B + j0, ldb, C + j0, j1 - j0);
+    });
+    return kOk;
+  }
+
+  // K blocks of (nearly) equal size, a multiple of 8 and at most KC.
+  const int64_t kblocks = ceil_div(K, P::KC);
+  const int64_t kc_block = std::min<int64_t>(P::KC, round_up(ceil_div(K, kblocks), 8));
+  const GemmArgs g{M, N, K, A, lda, B, ldb, C, ldc};
+  std::atomic<bool> out_of_memory{false};
+
+  // Task rectangles: start with the widest column tile and all rows, then halve the larger side until there
+  // are about 6 tasks per thread, keeping tiles at least 4 micro-tiles on a side. Several tasks per thread
+  // let the dynamic hand-out balance the load when a core is also busy with other work (the machine may be
+  // shared); smaller tasks repack more of A and B, which costs a few percent at most at the minimum size.
+  int64_t mt = round_up(M, MR);
+  int64_t nt = std::min(round_up(N, NR), P::NT_MAX);
+  const int64_t target = threads > 1 ? 6 * int64_t{threads} : 1;
+  const int64_t mt_min = 4 * MR, nt_min = 4 * NR;
+  auto count = [&] { return ceil_div(M, mt) * ceil_div(N, nt); };
+  while (count() < target) {
+    const bool can_m = mt >= 2 * mt_min, can_n = nt >= 2 * nt_min;
+    if (can_m && (mt >= nt || !can_n)) {
+      mt = round_up(ceil_div(mt, 2), MR);
+    } else if (can_n) {
+      nt = round_up(ceil_div(nt, 2), NR);
+    } else if (mt > MR && count() < threads) {  // tiny problem: still give every thread something
+      mt = round_up(ceil_div(mt, 2), MR);
+    } else if (nt > NR && count() < threads) {
+      nt = round_up(ceil_div(nt, 2), NR);
+    } else {
+      break;
+    }
+  }
+  // Even out the tiles (same count, sizes differing by at most one micro-tile).
+  mt = round_up(ceil_div(M, ceil_div(M, mt)), MR);
+  nt = round_up(ceil_div(N, ceil_div(N, nt)), NR);
+  const int64_t mb = ceil_div(M, mt);
+  const int64_t nb = ceil_div(N, nt);
+
+  run_tasks(pool, threads, mb * nb, [&](int64_t t) {
+    float* scratch = thread_scratch(scratch_floats<P>());
+    if (scratch == nullptr) {
+      out_of_memory.store(true, std::memory_order_relaxed);
+      return;
+    }
+    const int64_t tm = t / nb, tn = t % nb;
+    const int64_t m0 = tm * mt, n0 = tn * nt;
+    compute_tile<P>(g, kc_block, m0, std::min(M, m0 + mt), n0, std::min(N, n0 + nt), scratch);
+  });
+  return out_of_memory.load() ? QK_STATUS_OUT_OF_MEMORY : kOk;
+}
+
+}  // namespace
+}  // namespace sgemm_common
+}  // namespace qk
+
+#endif  // QK_KERNELS_X86_SGEMM_COMMON_H_

@@ -1,0 +1,26 @@
+/**
+ * quantkit — post-training quantization and fast quantized inference for Node.js.
+ *
+ * @example
+ * ```ts
+ * import { tensor, absMaxQuantize, matmulInt8, capabilities } from 'quantkit';
+ * const w = tensor([0.5, -1, -0.25, 0.2, 1, 0.1], [3, 2]);
+ * const { quantized, scale } = await absMaxQuantize(w, 0);
+ * console.log(capabilities().isa, quantized.data, scale.data);
+ * ```
+ * @packageDocumentation
+ */
+export * from './errors';
+export * from './dtype';
+export { Tensor, tensor, validateShape, shapeSize, containerLengthForShape, roundHalfEven } from './tensor';
+export type { Shape, TensorLike } from './tensor';
+export { capabilities, _kernelImpls } from './capabilities';
+export type { Capabilities } from './capabilities';
+export type { IsaName } from './native/binding';
+export type { OpOptions } from './ops/call';
+export { absMax, absMaxQuantize } from './ops/quantize';
+export type { Axes, AbsMaxQuantizeOptions, AbsMaxQuantized } from './ops/quantize';
+export { packInt4, unpackInt4, packInt2, unpackInt2 } from './ops/pack';
+export type { Packed, PackDType } from './ops/pack';
+export { matmul, matmulInt8 } from './ops/matmul';
+export { cudaAbsMax, cudaAbsMaxQuantize, cudaAvailable } from './ops/cuda';

@@ -1,0 +1,114 @@
+/**
+ * The typed description of everything the native addon (`quantkit.node`) exports. Internal: the public API
+ * wraps these with validation and error mapping (`lib/ops/`). Ops return Promises that settle when the work,
+ * run on a worker thread, is done; inputs are zero-copy and outputs are written into caller-provided arrays.
+ * @internal
+ * @packageDocumentation
+ */
+
+/** ISA names accepted by the optional `isa` argument (a testing hook; default = the active ISA). */
+export type IsaName = 'ref' | 'avx2' | 'avx512';
+
+/** Conversion kinds of `convert` / `convertSync`. */
+export type ConversionKind =
+  | 'f32_to_f16'
+  | 'f16_to_f32'
+  | 'f32_to_bf16'
+  | 'bf16_to_f32'
+  | 'f32_to_e4m3fn'
+  | 'e4m3fn_to_f32'
+  | 'f32_to_e5m2'
+  | 'e5m2_to_f32';
+
+/** CUDA facts reported by the addon. */
+export interface NativeCudaInfo {
+  compiled: boolean;
+  archs: string[];
+  runtimeVersion?: number;
+  driverVersion?: number;
+  error: string | null;
+  devices: Array<{
+    index: number;
+    name: string;
+    computeCapability: string;
+    totalMemory: number;
+    multiProcessorCount: number;
+  }>;
+}
+
+/** What `capabilities()` returns natively. */
+export interface NativeCapabilities {
+  isa: IsaName;
+  bestIsa: IsaName;
+  isasAvailable: IsaName[];
+  isasCompiled: IsaName[];
+  warning: string | null;
+  threads: number;
+  hardwareConcurrency: number;
+  cpuFeatures: Record<string, boolean>;
+  builtBy: string;
+  napiVersion: number;
+  cuda: NativeCudaInfo;
+}
+
+/** Bytes of an int8 or uint8 tensor. */
+export type ByteArray = Int8Array | Uint8Array;
+
+/** The addon's exports. */
+export interface NativeBinding {
+  capabilities(): NativeCapabilities;
+  dtypeTable(): Array<{ id: number; name: string; bits: number; container: string }>;
+  kernelImpls(op: string): IsaName[];
+
+  absmax(x: Float32Array, outer: number, len: number, inner: number, out: Float32Array, isa?: IsaName): Promise<void>;
+  absmaxQuantize(
+    x: Float32Array,
+    outer: number,
+    len: number,
+    inner: number,
+    lo: number,
+    hi: number,
+    eps: number,
+    q: Int8Array,
+    scale: Float32Array,
+    isa?: IsaName,
+  ): Promise<void>;
+  packInt4(src: ByteArray, outer: number, len: number, inner: number, dst: ByteArray, isa?: IsaName): Promise<void>;
+  unpackInt4(
+    src: ByteArray,
+    outer: number,
+    len: number,
+    inner: number,
+    signed: boolean,
+    dst: ByteArray,
+    isa?: IsaName,
+  ): Promise<void>;
+  packInt2(src: ByteArray, outer: number, len: number, inner: number, dst: ByteArray, isa?: IsaName): Promise<void>;
+  unpackInt2(
+    src: ByteArray,
+    outer: number,
+    len: number,
+    inner: number,
+    signed: boolean,
+    dst: ByteArray,
+    isa?: IsaName,
+  ): Promise<void>;
+  convert(kind: ConversionKind, src: ArrayBufferView, dst: ArrayBufferView, isa?: IsaName): Promise<void>;
+  convertSync(kind: ConversionKind, src: ArrayBufferView, dst: ArrayBufferView, isa?: IsaName): void;
+  sgemm(M: number, N: number, K: number, a: Float32Array, b: Float32Array, out: Float32Array, isa?: IsaName): Promise<void>;
+  igemm(M: number, N: number, K: number, a: Int8Array, b: Int8Array, out: Int32Array, isa?: IsaName): Promise<void>;
+
+  cudaAbsmax(device: number, x: Float32Array, outer: number, len: number, inner: number, out: Float32Array): Promise<void>;
+  cudaAbsmaxQuantize(
+    device: number,
+    x: Float32Array,
+    outer: number,
+    len: number,
+    inner: number,
+    lo: number,
+    hi: number,
+    eps: number,
+    q: Int8Array,
+    scale: Float32Array,
+  ): Promise<void>;
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+// Builds the native addon. Used by `npm install` (with --if-needed) and `npm run build:native`.
+//
+//  1. --if-needed: if a prebuilt binary for this platform loads (prebuilds/, via node-gyp-build), stop there.
+//  2. Otherwise build with cmake-js (Release; CMake >= 3.19). CUDA follows QK_CUDA=auto|on|off (default auto).
+//  3. If cmake is not installed (or QK_BUILD_BACKEND=gyp), build the CPU-only fallback with node-gyp.
+//
+// Environment: QK_CUDA, QK_BUILD_BACKEND=cmake|gyp, QK_SANITIZE=1 (ASan+UBSan build), QK_BUILD_JOBS.
+'use strict';
+const { spawnSync } = require('child_process');
+const path = require('path');
+const os = require('os');
+
+const root = path.resolve(__dirname, '..');
+const args = process.argv.slice(2);
+
+function log(msg) {
+  process.stderr.write(`quantkit: ${msg}\n`);
+}
+
+if (args.includes('--if-needed') && !process.env.QK_BUILD_FROM_SOURCE) {
+  try {
+    const found = require('node-gyp-build').path(root);
+    require(found);
+    log(`using prebuilt addon ${path.relative(root, found)}`);
+    process.exit(0);
+  } catch (_) {
+    /* no usable binary yet: build it */
+  }
+}
+
+function has(cmd) {
+  const r = spawnSync(cmd, ['--version'], { stdio: 'ignore' });
+  return r.status === 0;
+}
+
+function run(cmd, cmdArgs) {
+  log(`${cmd} ${cmdArgs.join(' ')}`);
+  const r = spawnSync(cmd, cmdArgs, { cwd: root, stdio: 'inherit', env: process.env });
+  if (r.error) throw r.error;
+  return r.status === 0;
+}
+
+const backend = process.env.QK_BUILD_BACKEND || (has('cmake') ? 'cmake' : 'gyp');
+const jobs = process.env.QK_BUILD_JOBS || String(Math.max(1, os.cpus().length));
+let ok;
+if (backend === 'cmake') {
+  const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
+  const cuda = (process.env.QK_CUDA || 'auto').toLowerCase();
+  const cmakeArgs = [cmakeJs, 'compile', '--parallel', jobs, `--CDQK_CUDA=${cuda}`];
+  if (process.env.QK_SANITIZE === '1') cmakeArgs.push('--CDQK_SANITIZE=ON', '--debug');
+  ok = run(process.execPath, cmakeArgs);
+} else if (backend === 'gyp') {
+  if (process.env.QK_CUDA === 'on') {
+    log('QK_CUDA=on needs the CMake build (the node-gyp fallback is CPU-only). Install cmake >= 3.19.');
+    process.exit(1);
+  }
+  let gyp;
+  try {
+    gyp = require.resolve('node-gyp/bin/node-gyp.js');
+  } catch (_) {
+    gyp = null;
+  }
+  ok = gyp ? run(process.execPath, [gyp, 'rebuild', '-j', jobs]) : run('node-gyp', ['rebuild', '-j', jobs]);
+} else {
+  log(`unknown QK_BUILD_BACKEND '${backend}' (expected cmake or gyp)`);
+  process.exit(2);
+}
+if (!ok) {
+  log('native build failed. Needs a C++17 compiler (g++ >= 9 or clang >= 10), and cmake >= 3.19 or python3 for node-gyp.');
+  process.exit(1);
+}

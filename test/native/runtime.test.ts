@@ -1,0 +1,67 @@
+// Runtime: capabilities, the dtype table shared with native code, QK_FORCE_ISA / QK_NUM_THREADS, and the event
+// loop staying responsive during a long GEMM.
+import { execFileSync } from 'child_process';
+import * as path from 'path';
+import { capabilities, DTYPES, matmul, Tensor } from '../../lib';
+import { loadNative } from '../../lib/native/load';
+import { randomF32 } from '../helpers';
+
+const root = path.resolve(__dirname, '..', '..');
+
+function childCaps(env: Record<string, string>): { isa: string; threads: number; warning: string | null } {
+  const code = "const c=require('node-gyp-build')(process.cwd()).capabilities();console.log(JSON.stringify(c))";
+  const out = execFileSync(process.execPath, ['-e', code], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+  });
+  return JSON.parse(out);
+}
+
+describe('capabilities', () => {
+  test('reports ISA, variants, threads and CUDA', () => {
+    const c = capabilities();
+    expect(c.isasAvailable).toContain('ref');
+    expect(c.isasAvailable).toContain(c.isa);
+    expect(c.isasCompiled).toEqual(expect.arrayContaining(c.isasAvailable));
+    expect(c.threads).toBeGreaterThanOrEqual(1);
+    expect(typeof c.cuda.compiled).toBe('boolean');
+    expect(Array.isArray(c.cuda.devices)).toBe(true);
+    if (c.cpuFeatures.avx2 && c.cpuFeatures.fma) expect(c.isasAvailable).toContain('avx2');
+  });
+
+  test('the TypeScript dtype table equals the native one', () => {
+    const nativeTable = loadNative().dtypeTable();
+    expect(nativeTable).toEqual(DTYPES.map((d) => ({ id: d.id, name: d.name, bits: d.bits, container: d.container })));
+  });
+});
+
+describe('environment overrides (child processes)', () => {
+  test('QK_FORCE_ISA=ref and QK_NUM_THREADS=3 are honoured; a bad value warns', () => {
+    expect(childCaps({ QK_FORCE_ISA: 'ref', QK_NUM_THREADS: '3' })).toMatchObject({ isa: 'ref', threads: 3 });
+    const bad = childCaps({ QK_FORCE_ISA: 'sse9' });
+    expect(bad.warning).toMatch(/QK_FORCE_ISA='sse9'/);
+  });
+});
+
+describe('event loop', () => {
+  test('a timer keeps firing while a 2048^3 GEMM runs', async () => {
+    const n = 2048;
+    const a = new Tensor('float32', [n, n], randomF32(n * n, 1));
+    const b = new Tensor('float32', [n, n], randomF32(n * n, 2));
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    const t0 = Date.now();
+    const p = matmul(a, b);
+    let settled = false;
+    void p.then(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 20));
+    const ticksWhileRunning = ticks;
+    const wasRunning = !settled;
+    await p;
+    clearInterval(timer);
+    const ms = Date.now() - t0;
+    expect(ticks).toBeGreaterThanOrEqual(Math.min(3, Math.floor(ms / 20)));
+    if (wasRunning) expect(ticksWhileRunning).toBeGreaterThanOrEqual(1);
+  });
+});
