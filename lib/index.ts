@@ -24,3 +24,8 @@ export { packInt4, unpackInt4, packInt2, unpackInt2 } from './ops/pack';
 export type { Packed, PackDType } from './ops/pack';
 export { matmul, matmulInt8 } from './ops/matmul';
 export { cudaAbsMax, cudaAbsMaxQuantize, cudaAvailable } from './ops/cuda';
+export { denseForward } from './ops/dense';
+export type { DenseWeights, DenseForwardOptions, ActivationQuant } from './ops/dense';
+export * from './quantizers';
+export * from './dtype-policies';
+export * from './layers';

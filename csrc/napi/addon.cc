@@ -12,6 +12,7 @@
 namespace qkn {
 void register_ops(Napi::Env env, Napi::Object exports);
 void register_cuda_ops(Napi::Env env, Napi::Object exports);
+void register_dense_ops(Napi::Env env, Napi::Object exports);
 Napi::Value cuda_info(Napi::Env env);
 }  // namespace qkn
 
@@ -82,6 +83,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("dtypeTable", Napi::Function::New(env, DTypeTable, "dtypeTable"));
   qkn::register_ops(env, exports);
   qkn::register_cuda_ops(env, exports);
+  qkn::register_dense_ops(env, exports);
   return exports;
 }
 

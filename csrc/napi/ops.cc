@@ -248,7 +248,8 @@ Napi::Value Igemm(const Napi::CallbackInfo& info) {
 }
 
 const char* const kOps[] = {"absmax", "absmax_quantize", "pack_int4", "unpack_int4", "pack_int2", "unpack_int2",
-                            "convert", "sgemm", "igemm"};
+                            "convert", "sgemm", "igemm", "dense_w8a8", "dense_w4a8", "dense_w8", "dense_w4",
+                            "dense_w4g", "dense_fp8"};
 
 Napi::Value KernelImpls(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -98,6 +98,26 @@ export interface NativeBinding {
   sgemm(M: number, N: number, K: number, a: Float32Array, b: Float32Array, out: Float32Array, isa?: IsaName): Promise<void>;
   igemm(M: number, N: number, K: number, a: Int8Array, b: Int8Array, out: Int32Array, isa?: IsaName): Promise<void>;
 
+  denseF32(M: number, N: number, K: number, x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, isa?: IsaName): Promise<void>;
+  denseW8A8(
+    M: number, N: number, K: number, x: Float32Array, w: Int8Array, wScale: Float32Array, bias: Float32Array | null,
+    actLo: number, actHi: number, actEps: number, y: Float32Array, isa?: IsaName,
+  ): Promise<void>;
+  denseW4A8(
+    M: number, N: number, K: number, x: Float32Array, w4: ByteArray, wScale: Float32Array, bias: Float32Array | null,
+    actLo: number, actHi: number, actEps: number, y: Float32Array, isa?: IsaName,
+  ): Promise<void>;
+  denseW8(M: number, N: number, K: number, x: Float32Array, w: Int8Array, wScale: Float32Array, bias: Float32Array | null, y: Float32Array, isa?: IsaName): Promise<void>;
+  denseW4(M: number, N: number, K: number, x: Float32Array, w4: ByteArray, wScale: Float32Array, bias: Float32Array | null, y: Float32Array, isa?: IsaName): Promise<void>;
+  denseW4G(
+    M: number, N: number, K: number, x: Float32Array, w4: ByteArray, scale: Float32Array, zero: Int8Array, group: number,
+    bias: Float32Array | null, y: Float32Array, isa?: IsaName,
+  ): Promise<void>;
+  denseFp8(
+    M: number, N: number, K: number, x: Float32Array, xScale: number, w8: Uint8Array, wScale: number, bias: Float32Array | null,
+    y: Float32Array, isa?: IsaName,
+  ): Promise<void>;
+
   cudaAbsmax(device: number, x: Float32Array, outer: number, len: number, inner: number, out: Float32Array): Promise<void>;
   cudaAbsmaxQuantize(
     device: number,

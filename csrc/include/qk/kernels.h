@@ -72,7 +72,43 @@ enum class Fp8Format : int { kE4M3FN = 0, kE5M2 = 1 };
   /* C[M,N] = A[M,K] * B[K,N] with int8 operands and exact int32 accumulation (K <= 131071, checked by the  \
      caller, keeps every partial sum in range). Any int8 values, including -128, give the exact result. */  \
   Status igemm_s8s8s32(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t lda, const int8_t* B,         \
-                       int64_t ldb, int32_t* C, int64_t ldc, ThreadPool* pool);
+                       int64_t ldb, int32_t* C, int64_t ldc, ThreadPool* pool);                               \
+  QK_DECLARE_DENSE_KERNELS
+
+// Quantized Dense forward kernels (y[M,N] = x[M,K] "@" W + bias). x, y are float32 row-major and contiguous
+// (ld = K and N). Weights are in the Keras storage layouts (spec §2.3-§2.5), never copied to float per call.
+// bias may be null. All are multithreaded through pool (null = one thread) and return OUT_OF_MEMORY if scratch
+// cannot be allocated.
+//
+// dense_w8a8 (Keras int8 Dense, W8A8 dynamic): per row i, amax_i = max_k |x[i,k]| (NaN -> NaN),
+//   sx_i = act_hi / (amax_i + act_eps), qx = clip(rne(x * sx_i), act_lo, act_hi) (NaN product -> 0) -- exactly
+//   qk_absmax_scale / qk_quantize_clip of quant_math.h; acc = sum_k qx[i,k] * w[k,j] in exact int32;
+//   then, in float32 and in this order: d = w_scale[j] * sx_i; v = (float)acc / d; y = v + bias[j].
+//   BIT-EXACT across ISAs (no FMA, true division). w: int8 [K, N]; w_scale: [N] multipliers.
+// dense_w4a8: the same with w given as Keras int4 Dense storage: signed nibbles packed along N,
+//   w4: [K, (N+1)/2] bytes, element (k, j) in byte k*((N+1)/2) + j/2, low nibble for even j. BIT-EXACT.
+// dense_w8 (weight-only int8): y[i,j] = (sum_k x[i,k] * w[k,j]) / w_scale[j] + bias[j]; float accumulation
+//   (compared by tolerance).
+// dense_w4 (per-channel int4 weight-only): as dense_w8 with the w4 layout above.
+// dense_w4g (grouped int4, W4A16/W4A32): W_hat[k,j] = (q[k,j] - zero[k/group, j]) * scale[k/group, j] with q
+//   from the w4 layout, scale float32 [G, N] (a divisor convention: w ~ (q - z) * s), zero int8 [G, N] in
+//   [-8, 7], G = ceil(K / group), group >= 1; y = x @ W_hat + bias. Tolerance.
+// dense_fp8: xq[i,k] = e4m3fn(clip(x[i,k] / x_scale, -448, 448)) (RNE; NaN stays NaN), w8: e4m3fn codes
+//   [K, N]; y = (sum_k dec(xq) * dec(w8)) * (x_scale * w_scale) + bias[j]. x_scale, w_scale > 0 finite.
+//   Tolerance.
+#define QK_DECLARE_DENSE_KERNELS                                                                              \
+  Status dense_w8a8(int64_t M, int64_t N, int64_t K, const float* x, const int8_t* w, const float* w_scale,   \
+                    const float* bias, float act_lo, float act_hi, float act_eps, float* y, ThreadPool* pool);  \
+  Status dense_w4a8(int64_t M, int64_t N, int64_t K, const float* x, const uint8_t* w4, const float* w_scale,  \
+                    const float* bias, float act_lo, float act_hi, float act_eps, float* y, ThreadPool* pool);  \
+  Status dense_w8(int64_t M, int64_t N, int64_t K, const float* x, const int8_t* w, const float* w_scale,     \
+                  const float* bias, float* y, ThreadPool* pool);                                             \
+  Status dense_w4(int64_t M, int64_t N, int64_t K, const float* x, const uint8_t* w4, const float* w_scale,    \
+                  const float* bias, float* y, ThreadPool* pool);                                             \
+  Status dense_w4g(int64_t M, int64_t N, int64_t K, const float* x, const uint8_t* w4, const float* scale,     \
+                   const int8_t* zero, int64_t group, const float* bias, float* y, ThreadPool* pool);          \
+  Status dense_fp8(int64_t M, int64_t N, int64_t K, const float* x, float x_scale, const uint8_t* w8,          \
+                   float w_scale, const float* bias, float* y, ThreadPool* pool);
 
 namespace ref {
 QK_DECLARE_KERNELS
@@ -103,6 +139,12 @@ struct KernelTable {
   decltype(&ref::fp8_to_f32) fp8_to_f32;
   decltype(&ref::sgemm) sgemm;
   decltype(&ref::igemm_s8s8s32) igemm_s8s8s32;
+  decltype(&ref::dense_w8a8) dense_w8a8;
+  decltype(&ref::dense_w4a8) dense_w4a8;
+  decltype(&ref::dense_w8) dense_w8;
+  decltype(&ref::dense_w4) dense_w4;
+  decltype(&ref::dense_w4g) dense_w4g;
+  decltype(&ref::dense_fp8) dense_fp8;
 };
 
 }  // namespace qk

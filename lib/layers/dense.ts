@@ -1,0 +1,221 @@
+/**
+ * `Dense`: `y = activation(x @ kernel + bias)`, float or quantized (int8 W8A8, int8 weight-only, int4
+ * per-channel W4A16/W4A8, int4 grouped, float8), with Keras variable names, policies and errors.
+ * @packageDocumentation
+ */
+import { InvalidArgumentError, ShapeMismatchError } from '../errors';
+import { denseForward } from '../ops/dense';
+import { Int4DTypePolicy } from '../dtype-policies';
+import { AbsMaxQuantizer, QuantizationConfig, QuantizationMode, Quantizer } from '../quantizers';
+import { Tensor, describe } from '../tensor';
+import { ActivationName, applyActivation, checkActivation } from './activations';
+import {
+  blockSizeFor,
+  dequantizeState,
+  emptyQuantState,
+  FLOAT8_HISTORY,
+  projectQuantized,
+  QuantState,
+  quantizeKernel2D,
+} from './dense-core';
+import { initialize, Initializer } from './initializers';
+import { Layer, LayerOptions } from './layer';
+import { Variable } from './variable';
+
+/** Options of {@link Dense}. */
+export interface DenseOptions extends LayerOptions {
+  /** Output features. */
+  units: number;
+  /** Activation applied after the bias (default linear). */
+  activation?: ActivationName | null;
+  /** Add a bias (default true). */
+  useBias?: boolean;
+  /** Kernel initializer (default glorot_uniform). */
+  kernelInitializer?: Initializer;
+  /** Bias initializer (default zeros). */
+  biasInitializer?: Initializer;
+  /** Seed for the initializers (default: a process-wide sequence). */
+  seed?: number;
+}
+
+/**
+ * A densely connected layer. Quantize it with `await layer.quantize('int8' | 'int4' | 'float8')`; quantized
+ * calls run on fused native kernels (no float copy of the kernel is made per call).
+ *
+ * @example
+ * ```ts
+ * import { Dense, tensor } from 'quantkit';
+ * const dense = new Dense({ units: 16, activation: 'relu' });
+ * const x = tensor(new Float32Array(8 * 32).fill(0.5), [8, 32]);
+ * const yFloat = await dense.apply(x);
+ * await dense.quantize('int8');
+ * const yInt8 = await dense.apply(x);        // W8A8: int8 GEMM with per-token activation scales
+ * dense.dtypePolicy.name;                     // 'int8_from_float32'
+ * ```
+ */
+export class Dense extends Layer {
+  readonly units: number;
+  readonly activation: ActivationName;
+  readonly useBias: boolean;
+  private readonly kernelInitializer: Initializer;
+  private readonly biasInitializer: Initializer;
+  private readonly seed?: number;
+  /** The float kernel `[in, units]` (float mode only). */
+  kernel: Variable<'float32'> | null = null;
+  /** The bias `[units]`, or null. */
+  bias: Variable<'float32'> | null = null;
+  /** Quantized weights (quantized modes only). */
+  protected qstate: QuantState | null = null;
+  /** Activation quantizer of int8 / per-channel int4 (null = weight-only). */
+  inputsQuantizer: Quantizer | null = null;
+  /** Input features, known after build. */
+  inputDim = -1;
+
+  constructor(options: DenseOptions) {
+    super(options);
+    if (!options || !Number.isSafeInteger(options.units) || options.units <= 0) {
+      throw new InvalidArgumentError(`Expected a positive integer for units but received ${describe(options?.units)}`);
+    }
+    this.units = options.units;
+    this.activation = checkActivation(options.activation);
+    this.useBias = options.useBias ?? true;
+    this.kernelInitializer = options.kernelInitializer ?? 'glorot_uniform';
+    this.biasInitializer = options.biasInitializer ?? 'zeros';
+    this.seed = options.seed;
+  }
+
+  build(inputShape: readonly (number | null)[]): void {
+    const inDim = inputShape[inputShape.length - 1];
+    if (inputShape.length < 1 || inDim === null || inDim === undefined || !(inDim >= 1)) {
+      throw new InvalidArgumentError(`Expected an input shape with a known last dimension for layer '${this.name}' but received [${inputShape.join(', ')}]`);
+    }
+    this.inputDim = inDim;
+    const mode = this.quantizationMode;
+    if (mode !== null) {
+      this.quantizedBuild(mode);
+    } else {
+      this.kernel = this.addWeight('kernel', initialize(this.kernelInitializer, [inDim, this.units], this.seed));
+      if (this.useBias) this.bias = this.addWeight('bias', initialize(this.biasInitializer, [this.units], this.seed === undefined ? undefined : this.seed + 1));
+    }
+    this.built = true;
+  }
+
+  /** Builds quantized variables directly (a layer created from a quantized policy, e.g. when loading). */
+  protected quantizedBuild(mode: QuantizationMode): void {
+    if (mode === 'gptq') throw this.noQuantizeSupport();
+    const policy = this.effectivePolicy;
+    const block = blockSizeFor(this.quantizationConfig, policy instanceof Int4DTypePolicy ? policy.blockSize : null);
+    const state = emptyQuantState(this.inputDim, this.units, mode, mode === 'int4' ? block : null);
+    if (this.useBias) this.bias = new Variable('bias', new Tensor('float32', [this.units]));
+    this.installState(state, this.bias);
+    this.inputsQuantizer = QuantizationConfig.activationQuantizerOrDefault(this.quantizationConfig, mode === 'int8' ? new AbsMaxQuantizer() : null);
+    this._isQuantized = true;
+  }
+
+  /** Tracks the variables of a quantized state in the Keras order (spec §5.1). */
+  private installState(state: QuantState, bias: Variable<'float32'> | null): void {
+    const vars: Variable[] = [];
+    const nt = { trainable: false };
+    if (state.mode === 'float8') {
+      vars.push(new Variable('kernel', state.kernel));
+      if (bias) vars.push(bias);
+      const scalar = (v: number) => new Tensor('float32', [], new Float32Array([v]));
+      vars.push(
+        new Variable('inputs_scale', scalar(1)),
+        new Variable('inputs_amax_history', new Tensor('float32', [FLOAT8_HISTORY])),
+        new Variable('kernel_scale', scalar(state.kernelScale)),
+        new Variable('kernel_amax_history', new Tensor('float32', [FLOAT8_HISTORY])),
+        new Variable('outputs_grad_scale', scalar(1)),
+        new Variable('outputs_grad_amax_history', new Tensor('float32', [FLOAT8_HISTORY])),
+      );
+    } else {
+      vars.push(new Variable('kernel', state.kernel, nt));
+      if (bias) vars.push(bias);
+      vars.push(new Variable('kernel_scale', state.scale, nt));
+      if (state.mode === 'int4' && state.blockSize !== null) {
+        vars.push(new Variable('kernel_zero', state.zero, nt), new Variable('g_idx', state.gIdx, nt));
+      }
+    }
+    this.setVariables(vars);
+    this.qstate = state;
+    this.kernel = null;
+  }
+
+  protected override async quantizeLayer(mode: QuantizationMode, config: QuantizationConfig, typeCheck: boolean): Promise<void> {
+    if (typeCheck && this.constructor !== Dense) throw this.noQuantizeSupport();
+    if (mode === 'gptq') {
+      throw new InvalidArgumentError("GPTQ quantizes through Model.quantize('gptq', { config }) with calibration data; a single Dense layer cannot be calibrated on its own");
+    }
+    if (!this.kernel) throw new InvalidArgumentError(`Layer '${this.name}' has no float kernel to quantize`);
+    const block = mode === 'int4' ? blockSizeFor(config, undefined) : null;
+    // Compute everything first; only then swap, so a failure leaves the layer as it was.
+    const state = await quantizeKernel2D(this.kernel.value, mode, config, block);
+    const inputsQuantizer =
+      mode === 'int8'
+        ? QuantizationConfig.activationQuantizerOrDefault(config, new AbsMaxQuantizer())
+        : mode === 'int4' && block === null
+          ? QuantizationConfig.activationQuantizerOrDefault(config, null)
+          : null;
+    this.installState(state, this.bias);
+    this.inputsQuantizer = inputsQuantizer;
+    this.quantizationConfig = config;
+    this.setQuantizedPolicy(mode === 'int4' ? `int4/${block ?? -1}` : mode);
+  }
+
+  async call(inputs: Tensor): Promise<Tensor<'float32'>> {
+    const x = this.checkInputs(inputs);
+    if (!this.kernel) throw new InvalidArgumentError(`Layer '${this.name}' is quantized; call apply() instead of call()`);
+    const y = await denseForward(x, { format: 'float32', kernel: this.kernel.value.data }, this.units, this.bias?.value.data ?? null);
+    applyActivation(this.activation, y.data, this.units);
+    return y;
+  }
+
+  protected override async quantizedCall(inputs: Tensor): Promise<Tensor<'float32'>> {
+    const x = this.checkInputs(inputs);
+    if (!this.qstate) throw new InvalidArgumentError(`Layer '${this.name}' has no quantized weights`);
+    const lead = x.shape.slice(0, -1);
+    const M = lead.reduce((a, b) => a * b, 1);
+    const x2d = x.reshape([M, this.inputDim]) as Tensor<'float32'>;
+    const y = await projectQuantized(x2d, this.qstate, this.units, this.bias?.value.data ?? null, this.inputsQuantizer);
+    applyActivation(this.activation, y.data, this.units);
+    return y.reshape([...lead, this.units]) as Tensor<'float32'>;
+  }
+
+  private checkInputs(inputs: Tensor): Tensor<'float32'> {
+    const x = inputs.dtype === 'float32' ? (inputs as Tensor<'float32'>) : inputs.toFloat32();
+    if (x.rank < 1 || x.shape[x.rank - 1] !== this.inputDim) {
+      throw new ShapeMismatchError(
+        `Expected inputs with last dimension ${this.inputDim} for layer '${this.name}' but received shape [${x.shape.join(', ')}]`,
+      );
+    }
+    return x;
+  }
+
+  /** The quantized weights (null for a float layer). */
+  get quantizedState(): Readonly<QuantState> | null {
+    return this.qstate;
+  }
+
+  /**
+   * The kernel as float32 `[in, units]`: the float kernel, or the dequantized quantized kernel.
+   * @example
+   * ```ts
+   * const w = await dense.dequantizedKernel();
+   * ```
+   */
+  async dequantizedKernel(): Promise<Tensor<'float32'>> {
+    if (this.kernel) return this.kernel.value;
+    if (!this.qstate) throw new InvalidArgumentError(`Layer '${this.name}' is not built`);
+    return dequantizeState(this.qstate, this.inputDim, this.units);
+  }
+
+  override getConfig(): Record<string, unknown> {
+    return {
+      ...super.getConfig(),
+      units: this.units,
+      activation: this.activation,
+      use_bias: this.useBias,
+      quantization_config: this.quantizationConfig,
+    };
+  }
+}

@@ -1,0 +1,483 @@
+/**
+ * `EinsumDense`: a projection written as an einsum equation (Keras `keras.layers.EinsumDense`), e.g.
+ * `'abc,cde->abde'` for attention projections. Internally every supported equation is reduced to one 2-D
+ * projection `[M, C] @ [C, F]` (C = product of contracted dims, F = product of free kernel dims) plus input
+ * and output permutations, so float and quantized calls run on the same native kernels as `Dense`.
+ * @packageDocumentation
+ */
+import { InvalidArgumentError, ShapeMismatchError, UnsupportedError } from '../errors';
+import { denseForward } from '../ops/dense';
+import { Int4DTypePolicy } from '../dtype-policies';
+import { AbsMaxQuantizer, QuantizationConfig, QuantizationMode, Quantizer } from '../quantizers';
+import { Tensor, describe } from '../tensor';
+import { ActivationName, applyActivation, checkActivation } from './activations';
+import { blockSizeFor, dequantizeState, emptyQuantState, FLOAT8_HISTORY, projectQuantized, QuantState, quantizeKernel2D } from './dense-core';
+import { initialize, Initializer } from './initializers';
+import { Layer, LayerOptions } from './layer';
+import { Variable } from './variable';
+
+/** The analysed equation (all ellipses expanded). */
+export interface EinsumPlan {
+  input: string;
+  kernel: string;
+  output: string;
+  /** Letters summed over (in input and kernel, not in output), in kernel order. */
+  contracted: string[];
+  /** Letters of the input kept in the output (not in the kernel), in input order. */
+  freeInput: string[];
+  /** Letters of the kernel kept in the output (not in the input), in kernel order. */
+  freeKernel: string[];
+  /** Letters present in input, kernel and output (element-wise batch; float only). */
+  batch: string[];
+}
+
+const LETTERS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
+
+/**
+ * Parses and canonicalises an EinsumDense equation for an input of rank `inputRank`: replaces an ellipsis with
+ * unused letters and classifies every letter (spec §2.6).
+ * @example
+ * ```ts
+ * analyzeEinsum('...b,bc->...c', 3).contracted; // ['b']
+ * ```
+ */
+export function analyzeEinsum(equation: string, inputRank: number): EinsumPlan {
+  if (typeof equation !== 'string') throw new InvalidArgumentError(`Expected an einsum equation string for equation but received ${describe(equation)}`);
+  const m = /^\s*([a-zA-Z.]+)\s*,\s*([a-zA-Z]+)\s*->\s*([a-zA-Z.]*)\s*$/.exec(equation);
+  if (!m) {
+    throw new InvalidArgumentError(`Expected an equation of the form 'ab,bc->ac' (an ellipsis '...' is allowed on the input and output) for equation but received '${equation}'`);
+  }
+  let [, inp, ker, out] = m;
+  const hasEllipsis = inp.includes('...');
+  if (hasEllipsis !== out.includes('...')) {
+    throw new InvalidArgumentError(`Expected an ellipsis in both the input and the output of equation but received '${equation}'`);
+  }
+  if (hasEllipsis) {
+    const explicit = inp.replace('...', '').length;
+    const n = inputRank - explicit;
+    if (n < 0) throw new ShapeMismatchError(`Expected inputs of rank >= ${explicit} for equation '${equation}' but received rank ${inputRank}`);
+    const used = new Set((inp + ker + out).replace(/\./g, ''));
+    const fresh = [...LETTERS].filter((c) => !used.has(c)).slice(0, n).join('');
+    inp = inp.replace('...', fresh);
+    out = out.replace('...', fresh);
+  }
+  for (const [name, spec] of [['input', inp], ['kernel', ker], ['output', out]] as const) {
+    if (new Set(spec).size !== spec.length) {
+      throw new InvalidArgumentError(`Expected distinct letters in the ${name} of equation but received '${equation}'`);
+    }
+  }
+  if (inp.length !== inputRank) {
+    throw new ShapeMismatchError(`Expected inputs of rank ${inp.length} for equation '${equation}' but received rank ${inputRank}`);
+  }
+  for (const c of out) {
+    if (!inp.includes(c) && !ker.includes(c)) throw new InvalidArgumentError(`Output letter '${c}' of equation '${equation}' appears in neither the input nor the kernel`);
+  }
+  for (const c of inp) {
+    if (!ker.includes(c) && !out.includes(c)) throw new UnsupportedError(`Input letter '${c}' of equation '${equation}' is summed without the kernel; reduce the input first`);
+  }
+  for (const c of ker) {
+    if (!inp.includes(c) && !out.includes(c)) throw new UnsupportedError(`Kernel letter '${c}' of equation '${equation}' is summed without the input; such equations are not supported`);
+  }
+  return {
+    input: inp,
+    kernel: ker,
+    output: out,
+    contracted: [...ker].filter((c) => inp.includes(c) && !out.includes(c)),
+    freeInput: [...inp].filter((c) => !ker.includes(c)),
+    freeKernel: [...ker].filter((c) => !inp.includes(c)),
+    batch: [...ker].filter((c) => inp.includes(c) && out.includes(c)),
+  };
+}
+
+/** Permutes a row-major tensor's data by `perm` (output axis i = input axis perm[i]). */
+export function permute<T extends Float32Array | Int8Array | Uint8Array>(data: T, shape: readonly number[], perm: readonly number[]): T {
+  const rank = shape.length;
+  const identity = perm.every((p, i) => p === i);
+  if (identity) return data;
+  const outShape = perm.map((p) => shape[p]);
+  const inStrides = new Array<number>(rank);
+  let s = 1;
+  for (let i = rank - 1; i >= 0; i--) {
+    inStrides[i] = s;
+    s *= shape[i];
+  }
+  const strides = perm.map((p) => inStrides[p]);
+  const out = new (data.constructor as new (n: number) => T)(data.length);
+  const idx = new Array<number>(rank).fill(0);
+  let src = 0;
+  for (let o = 0; o < data.length; o++) {
+    out[o] = data[src];
+    for (let d = rank - 1; d >= 0; d--) {
+      idx[d]++;
+      src += strides[d];
+      if (idx[d] < outShape[d]) break;
+      src -= strides[d] * idx[d];
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+/** Options of {@link EinsumDense}. */
+export interface EinsumDenseOptions extends LayerOptions {
+  /** e.g. `'abc,cde->abde'`. */
+  equation: string;
+  /** Output shape without the batch dimension (an integer for rank-1). A null entry takes the input's size. */
+  outputShape: number | readonly (number | null)[];
+  /** Output letters that carry a bias (e.g. `'de'`); default none. */
+  biasAxes?: string | null;
+  activation?: ActivationName | null;
+  kernelInitializer?: Initializer;
+  biasInitializer?: Initializer;
+  seed?: number;
+}
+
+/**
+ * An einsum projection layer, quantizable like `Dense`.
+ * @example
+ * ```ts
+ * const query = new EinsumDense({ equation: 'abc,cde->abde', outputShape: [null, 4, 16], biasAxes: 'de' });
+ * const y = await query.apply(x);                 // x: [batch, seq, 64] -> [batch, seq, 4, 16]
+ * await query.quantize('int8');
+ * ```
+ */
+export class EinsumDense extends Layer {
+  readonly equation: string;
+  readonly partialOutputShape: readonly (number | null)[];
+  readonly biasAxes: string | null;
+  readonly activation: ActivationName;
+  private readonly kernelInitializer: Initializer;
+  private readonly biasInitializer: Initializer;
+  private readonly seed?: number;
+  /** Float kernel in the equation's kernel layout (float mode). */
+  kernel: Variable<'float32'> | null = null;
+  bias: Variable<'float32'> | null = null;
+  inputsQuantizer: Quantizer | null = null;
+  protected qstate: QuantState | null = null;
+  /** Known after build. */
+  plan: EinsumPlan | null = null;
+  kernelShape: number[] = [];
+  fullOutputShape: (number | null)[] = [];
+  private sizes = new Map<string, number>();
+  private C = 1;
+  private F = 1;
+
+  constructor(options: EinsumDenseOptions) {
+    super(options);
+    if (!options || typeof options.equation !== 'string') throw new InvalidArgumentError(`Expected an equation string for equation but received ${describe(options?.equation)}`);
+    this.equation = options.equation;
+    const os = typeof options.outputShape === 'number' ? [options.outputShape] : options.outputShape;
+    if (!Array.isArray(os) || os.some((d) => d !== null && !(Number.isSafeInteger(d) && d >= 1))) {
+      throw new InvalidArgumentError(`Expected positive integers (or null) for outputShape but received ${describe(options.outputShape)}`);
+    }
+    this.partialOutputShape = [...os];
+    this.biasAxes = options.biasAxes ?? null;
+    this.activation = checkActivation(options.activation);
+    this.kernelInitializer = options.kernelInitializer ?? 'glorot_uniform';
+    this.biasInitializer = options.biasInitializer ?? 'zeros';
+    this.seed = options.seed;
+  }
+
+  build(inputShape: readonly (number | null)[]): void {
+    const plan = analyzeEinsum(this.equation, inputShape.length);
+    let outShape: (number | null)[] = [...this.partialOutputShape];
+    if (outShape.length === plan.output.length - 1) outShape = [inputShape[0], ...outShape];
+    if (outShape.length !== plan.output.length) {
+      throw new ShapeMismatchError(`Expected outputShape of rank ${plan.output.length - 1} (without the batch dimension) for equation '${this.equation}' but received [${this.partialOutputShape.join(', ')}]`);
+    }
+    const sizes = new Map<string, number>();
+    [...plan.input].forEach((c, i) => {
+      const d = inputShape[i];
+      if (d !== null && d !== undefined) sizes.set(c, d);
+    });
+    [...plan.output].forEach((c, i) => {
+      const d = outShape[i];
+      if (d === null || d === undefined) return;
+      const prev = sizes.get(c);
+      if (prev !== undefined && plan.input.includes(c) && prev !== d) {
+        throw new ShapeMismatchError(`Expected output dimension '${c}' = ${prev} (the input's) for outputShape but received ${d}`);
+      }
+      sizes.set(c, d);
+    });
+    for (const c of plan.kernel) {
+      if (!sizes.has(c)) throw new InvalidArgumentError(`Expected a known size for kernel dimension '${c}' of equation '${this.equation}' (from the input shape or outputShape)`);
+    }
+    this.plan = plan;
+    this.sizes = sizes;
+    this.kernelShape = [...plan.kernel].map((c) => sizes.get(c) as number);
+    this.fullOutputShape = [...plan.output].map((c) => sizes.get(c) ?? null);
+    this.C = plan.contracted.reduce((a, c) => a * (sizes.get(c) as number), 1);
+    this.F = plan.freeKernel.reduce((a, c) => a * (sizes.get(c) as number), 1);
+    if (this.quantizationMode !== null) {
+      this.quantizedBuild(this.quantizationMode);
+    } else {
+      this.kernel = this.addWeight('kernel', initialize(this.kernelInitializer, this.kernelShape, this.seed));
+      const bs = this.biasShape();
+      if (bs) this.bias = this.addWeight('bias', initialize(this.biasInitializer, bs, this.seed === undefined ? undefined : this.seed + 1));
+    }
+    this.built = true;
+  }
+
+  /** Keras bias shape: output letters from the first bias letter on, 1 where a letter has no bias. */
+  private biasShape(): number[] | null {
+    if (!this.biasAxes) return null;
+    const out = (this.plan as EinsumPlan).output;
+    for (const c of this.biasAxes) {
+      if (!out.includes(c)) throw new InvalidArgumentError(`Expected bias axes among the output letters '${out}' for biasAxes but received '${this.biasAxes}'`);
+    }
+    const first = Math.min(...[...this.biasAxes].map((c) => out.indexOf(c)));
+    return [...out.slice(first)].map((c) => (this.biasAxes as string).includes(c) ? (this.sizes.get(c) as number) : 1);
+  }
+
+  private requireProjection(): EinsumPlan {
+    const plan = this.plan as EinsumPlan;
+    if (plan.batch.length > 0) {
+      throw new UnsupportedError(
+        `EinsumDense '${this.name}': equation '${this.equation}' has letters shared by input, kernel and output (${plan.batch.join(', ')}); quantized execution supports projections without such batch letters`,
+      );
+    }
+    return plan;
+  }
+
+  /** Permutation taking the kernel to [contracted..., freeKernel...]. */
+  private kernelPerm(): number[] {
+    const plan = this.plan as EinsumPlan;
+    return [...plan.contracted, ...plan.freeKernel].map((c) => plan.kernel.indexOf(c));
+  }
+
+  /** Keras's stored kernel_scale shape for int8: the output rank, free kernel sizes at their output positions. */
+  private int8ScaleShape(): number[] {
+    const plan = this.plan as EinsumPlan;
+    return [...plan.output].map((c) => (plan.freeKernel.includes(c) ? (this.sizes.get(c) as number) : 1));
+  }
+
+  /** Order of free kernel letters in the output (the stored scale's value order). */
+  private freeKernelOutputOrder(): string[] {
+    const plan = this.plan as EinsumPlan;
+    return [...plan.output].filter((c) => plan.freeKernel.includes(c));
+  }
+
+  private freeOrderPerm(from: string[], to: string[]): number[] {
+    return to.map((c) => from.indexOf(c));
+  }
+
+  protected quantizedBuild(mode: QuantizationMode): void {
+    this.requireProjection();
+    if (mode === 'gptq') throw this.noQuantizeSupport();
+    const policy = this.effectivePolicy;
+    const block = blockSizeFor(this.quantizationConfig, policy instanceof Int4DTypePolicy ? policy.blockSize : null);
+    const state = emptyQuantState(this.C, this.F, mode, mode === 'int4' ? block : null);
+    const bs = this.biasShape();
+    this.bias = bs ? new Variable('bias', new Tensor('float32', bs)) : null;
+    this.installState(state);
+    this.inputsQuantizer = QuantizationConfig.activationQuantizerOrDefault(this.quantizationConfig, mode === 'int8' ? new AbsMaxQuantizer() : null);
+    this._isQuantized = true;
+  }
+
+  private installState(state: QuantState): void {
+    const plan = this.plan as EinsumPlan;
+    const vars: Variable[] = [];
+    const nt = { trainable: false };
+    // Keras layout of the kernel variable: int8/float8 keep the equation's kernel shape; int4 is 2-D packed.
+    const backPerm = inversePerm(this.kernelPerm());
+    const permShape = [...plan.contracted, ...plan.freeKernel].map((c) => this.sizes.get(c) as number);
+    if (state.mode === 'int8' || state.mode === 'float8') {
+      const data = permute(state.kernel.data as Int8Array | Uint8Array, permShape, backPerm);
+      const kv = state.mode === 'int8' ? new Tensor('int8', this.kernelShape, data as Int8Array) : new Tensor('float8_e4m3fn', this.kernelShape, data as Uint8Array);
+      vars.push(new Variable('kernel', kv, state.mode === 'int8' ? nt : {}));
+    } else {
+      vars.push(new Variable('kernel', state.kernel, nt));
+    }
+    if (this.bias) vars.push(this.bias);
+    if (state.mode === 'float8') {
+      const scalar = (v: number) => new Tensor('float32', [], new Float32Array([v]));
+      vars.push(
+        new Variable('inputs_scale', scalar(1)),
+        new Variable('inputs_amax_history', new Tensor('float32', [FLOAT8_HISTORY])),
+        new Variable('kernel_scale', scalar(state.kernelScale)),
+        new Variable('kernel_amax_history', new Tensor('float32', [FLOAT8_HISTORY])),
+        new Variable('outputs_grad_scale', scalar(1)),
+        new Variable('outputs_grad_amax_history', new Tensor('float32', [FLOAT8_HISTORY])),
+      );
+    } else if (state.mode === 'int8') {
+      // stored in output layout, values ordered like the free letters in the output
+      const kOrder = plan.freeKernel;
+      const oOrder = this.freeKernelOutputOrder();
+      const sizes = kOrder.map((c) => this.sizes.get(c) as number);
+      const vals = permute(state.scale.data, sizes, this.freeOrderPerm(kOrder, oOrder));
+      vars.push(new Variable('kernel_scale', new Tensor('float32', this.int8ScaleShape(), vals), nt));
+    } else {
+      vars.push(new Variable('kernel_scale', state.scale, nt));
+      if (state.blockSize !== null) vars.push(new Variable('kernel_zero', state.zero, nt), new Variable('g_idx', state.gIdx, nt));
+    }
+    this.setVariables(vars);
+    this.qstate = state;
+    this.kernel = null;
+  }
+
+  protected override async quantizeLayer(mode: QuantizationMode, config: QuantizationConfig, typeCheck: boolean): Promise<void> {
+    if (typeCheck && this.constructor !== EinsumDense) throw this.noQuantizeSupport();
+    this.requireProjection();
+    if (mode === 'gptq') throw new InvalidArgumentError("GPTQ quantizes through Model.quantize('gptq', { config }) with calibration data");
+    if (!this.kernel) throw new InvalidArgumentError(`Layer '${this.name}' has no float kernel to quantize`);
+    const block = mode === 'int4' ? blockSizeFor(config, undefined) : null;
+    const k2d = new Tensor('float32', [this.C, this.F], permute(this.kernel.value.data, this.kernelShape, this.kernelPerm()));
+    const state = await quantizeKernel2D(k2d, mode, config, block);
+    const inputsQuantizer =
+      mode === 'int8'
+        ? QuantizationConfig.activationQuantizerOrDefault(config, new AbsMaxQuantizer())
+        : mode === 'int4' && block === null
+          ? QuantizationConfig.activationQuantizerOrDefault(config, null)
+          : null;
+    this.installState(state);
+    this.inputsQuantizer = inputsQuantizer;
+    this.quantizationConfig = config;
+    this.setQuantizedPolicy(mode === 'int4' ? `int4/${block ?? -1}` : mode);
+  }
+
+  /** Input permuted to [freeInput..., contracted...] as a 2-D [M, C] tensor, plus the free input sizes. */
+  private prepareInput(inputs: Tensor): { x2d: Tensor<'float32'>; freeSizes: number[] } {
+    const plan = this.plan as EinsumPlan;
+    const x = inputs.dtype === 'float32' ? (inputs as Tensor<'float32'>) : inputs.toFloat32();
+    if (x.rank !== plan.input.length) throw new ShapeMismatchError(`Expected inputs of rank ${plan.input.length} for layer '${this.name}' but received shape [${x.shape.join(', ')}]`);
+    [...plan.input].forEach((c, i) => {
+      const want = this.sizes.get(c);
+      if (want !== undefined && plan.kernel.includes(c) && x.shape[i] !== want) {
+        throw new ShapeMismatchError(`Expected dimension ${i} ('${c}') of the inputs to be ${want} for layer '${this.name}' but received shape [${x.shape.join(', ')}]`);
+      }
+    });
+    const perm = [...plan.freeInput, ...plan.contracted].map((c) => plan.input.indexOf(c));
+    const data = permute(x.data as Float32Array, x.shape, perm);
+    const freeSizes = plan.freeInput.map((c) => x.shape[plan.input.indexOf(c)]);
+    const M = freeSizes.reduce((a, b) => a * b, 1);
+    return { x2d: new Tensor('float32', [M, this.C], data), freeSizes };
+  }
+
+  /** [M, F] result -> output layout, + bias, + activation. */
+  private finishOutput(y2d: Tensor<'float32'>, freeSizes: number[]): Tensor<'float32'> {
+    const plan = this.plan as EinsumPlan;
+    const letters = [...plan.freeInput, ...plan.freeKernel];
+    const shape = [...freeSizes, ...plan.freeKernel.map((c) => this.sizes.get(c) as number)];
+    const perm = [...plan.output].map((c) => letters.indexOf(c));
+    const data = permute(y2d.data, shape, perm);
+    const outShape = perm.map((p) => shape[p]);
+    this.addBiasAndActivate(data, outShape);
+    return new Tensor('float32', outShape, data);
+  }
+
+  /** Adds the (broadcast) bias and applies the activation in place on output-layout data. */
+  private addBiasAndActivate(data: Float32Array, outShape: number[]): void {
+    if (this.bias) {
+      const b = this.bias.value.data;
+      const bshape = this.bias.value.shape;
+      const tail = outShape.slice(outShape.length - bshape.length);
+      const tailSize = tail.reduce((a, c) => a * c, 1);
+      for (let i = 0; i < data.length; i++) {
+        let r = i % tailSize;
+        let bi = 0;
+        let bstride = 1;
+        for (let d = tail.length - 1; d >= 0; d--) {
+          const coord = r % tail[d];
+          r = Math.floor(r / tail[d]);
+          if (bshape[d] !== 1) bi += coord * bstride;
+          bstride *= bshape[d];
+        }
+        data[i] += b[bi];
+      }
+    }
+    applyActivation(this.activation, data, outShape[outShape.length - 1] ?? 1);
+  }
+
+  async call(inputs: Tensor): Promise<Tensor<'float32'>> {
+    if (!this.kernel) throw new InvalidArgumentError(`Layer '${this.name}' is quantized; call apply() instead of call()`);
+    const plan = this.plan as EinsumPlan;
+    if (plan.batch.length > 0) return this.batchedFloatCall(inputs);
+    const { x2d, freeSizes } = this.prepareInput(inputs);
+    const k2d = permute(this.kernel.value.data, this.kernelShape, this.kernelPerm());
+    const y = await denseForward(x2d, { format: 'float32', kernel: k2d }, this.F, null);
+    return this.finishOutput(y, freeSizes);
+  }
+
+  protected override async quantizedCall(inputs: Tensor): Promise<Tensor<'float32'>> {
+    this.requireProjection();
+    const { x2d, freeSizes } = this.prepareInput(inputs);
+    const y = await projectQuantized(x2d, this.qstate as QuantState, this.F, null, this.inputsQuantizer);
+    return this.finishOutput(y, freeSizes);
+  }
+
+  /** Float path for equations with batch letters: a plain einsum loop (correct, not optimised). */
+  private async batchedFloatCall(inputs: Tensor): Promise<Tensor<'float32'>> {
+    const plan = this.plan as EinsumPlan;
+    const x = inputs.dtype === 'float32' ? (inputs as Tensor<'float32'>) : inputs.toFloat32();
+    const sizes = new Map(this.sizes);
+    [...plan.input].forEach((c, i) => sizes.set(c, x.shape[i]));
+    const all = [...new Set([...plan.output, ...plan.contracted])];
+    const dims = all.map((c) => sizes.get(c) as number);
+    const outShape = [...plan.output].map((c) => sizes.get(c) as number);
+    const out = new Float32Array(outShape.reduce((a, b) => a * b, 1));
+    const strides = (spec: string, shape: number[]) => {
+      const st = new Array<number>(spec.length);
+      let s = 1;
+      for (let i = spec.length - 1; i >= 0; i--) {
+        st[i] = s;
+        s *= shape[i];
+      }
+      return new Map([...spec].map((c, i) => [c, st[i]]));
+    };
+    const xs = strides(plan.input, x.shape as number[]);
+    const ks = strides(plan.kernel, this.kernelShape);
+    const os = strides(plan.output, outShape);
+    const kd = (this.kernel as Variable<'float32'>).value.data;
+    const xd = x.data as Float32Array;
+    const idx = new Array<number>(all.length).fill(0);
+    const total = dims.reduce((a, b) => a * b, 1);
+    for (let t = 0; t < total; t++) {
+      let xi = 0;
+      let ki = 0;
+      let oi = 0;
+      all.forEach((c, i) => {
+        xi += (xs.get(c) ?? 0) * idx[i];
+        ki += (ks.get(c) ?? 0) * idx[i];
+        oi += (os.get(c) ?? 0) * idx[i];
+      });
+      out[oi] += xd[xi] * kd[ki];
+      for (let d = all.length - 1; d >= 0; d--) {
+        if (++idx[d] < dims[d]) break;
+        idx[d] = 0;
+      }
+    }
+    const y = new Tensor('float32', outShape, out);
+    this.addBiasAndActivate(y.data, outShape);
+    return y;
+  }
+
+  /** float32 kernel in the equation's kernel layout (dequantized when quantized). */
+  async dequantizedKernel(): Promise<Tensor<'float32'>> {
+    if (this.kernel) return this.kernel.value;
+    const plan = this.requireProjection();
+    const k2d = await dequantizeState(this.qstate as QuantState, this.C, this.F);
+    const permShape = [...plan.contracted, ...plan.freeKernel].map((c) => this.sizes.get(c) as number);
+    return new Tensor('float32', this.kernelShape, permute(k2d.data, permShape, inversePerm(this.kernelPerm())));
+  }
+
+  get quantizedState(): Readonly<QuantState> | null {
+    return this.qstate;
+  }
+
+  override getConfig(): Record<string, unknown> {
+    return {
+      ...super.getConfig(),
+      equation: this.equation,
+      output_shape: this.partialOutputShape,
+      bias_axes: this.biasAxes,
+      activation: this.activation,
+      quantization_config: this.quantizationConfig,
+    };
+  }
+}
+
+function inversePerm(perm: readonly number[]): number[] {
+  const inv = new Array<number>(perm.length);
+  perm.forEach((p, i) => (inv[p] = i));
+  return inv;
+}

@@ -1,0 +1,19 @@
+/**
+ * Layers: the `Layer` base and the quantizable projections (`Dense`, `EinsumDense`, `Embedding`,
+ * `ReversibleEmbedding`).
+ * @packageDocumentation
+ */
+export { Layer, uniqueLayerName } from './layer';
+export type { LayerOptions, QuantizeOptions } from './layer';
+export { Variable } from './variable';
+export { Dense } from './dense';
+export type { DenseOptions } from './dense';
+export { EinsumDense, analyzeEinsum, permute } from './einsum';
+export type { EinsumDenseOptions, EinsumPlan } from './einsum';
+export { Embedding, ReversibleEmbedding } from './embedding';
+export type { EmbeddingOptions, ReversibleEmbeddingOptions } from './embedding';
+export { initialize, seededRandom } from './initializers';
+export type { Initializer } from './initializers';
+export { applyActivation, checkActivation } from './activations';
+export type { ActivationName } from './activations';
+export type { QuantState } from './dense-core';

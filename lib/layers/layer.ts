@@ -1,0 +1,250 @@
+/**
+ * `Layer`: the base of every quantkit layer (Keras `keras.layers.Layer` semantics for building, variables,
+ * dtype policies and quantization). Subclasses implement `build`, `call` and, when they support it,
+ * `quantizeLayer` / `quantizedBuild` / `quantizedCall`.
+ * @packageDocumentation
+ */
+import {
+  AlreadyQuantizedError,
+  InvalidArgumentError,
+  NotBuiltError,
+  UnsupportedError,
+} from '../errors';
+import { DTypePolicy, DTypePolicyMap, getDTypePolicy } from '../dtype-policies';
+import { QuantizationConfig, QuantizationMode, QUANTIZATION_MODES, validateAndResolveConfig } from '../quantizers';
+import { Tensor, describe } from '../tensor';
+import { Variable } from './variable';
+
+const nameCounters = new Map<string, number>();
+
+/**
+ * Keras-style unique names: `dense`, `dense_1`, `dense_2`, … per base name, per process.
+ * @example
+ * ```ts
+ * uniqueLayerName('Dense'); // 'dense' (then 'dense_1', …)
+ * ```
+ */
+export function uniqueLayerName(className: string): string {
+  const base = className
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .replace(/([A-Z]+)([A-Z][a-z])/g, '$1_$2')
+    .toLowerCase();
+  const n = nameCounters.get(base) ?? 0;
+  nameCounters.set(base, n + 1);
+  return n === 0 ? base : `${base}_${n}`;
+}
+
+/** Options every layer accepts. */
+export interface LayerOptions {
+  /** Layer name (default: snake_case class name, uniquified). */
+  name?: string;
+  /** dtype policy: a name (`'float32'`, `'int8_from_float32'`, `'int4/128_from_float32'`, …), a policy, or a map. */
+  dtype?: string | DTypePolicy | DTypePolicyMap | null;
+  /** Whether the layer's float weights are trainable (kept for Keras compatibility). */
+  trainable?: boolean;
+}
+
+/** Options of {@link Layer.quantize}. */
+export interface QuantizeOptions {
+  /** A config object; `quantize('int4')` is `quantize({ config: new Int4QuantizationConfig() })`. */
+  config?: QuantizationConfig | null;
+  /** Refuse subclasses of the built-in quantizable layers (default true, as Keras). */
+  typeCheck?: boolean;
+}
+
+/**
+ * Base class of all layers.
+ *
+ * @example
+ * ```ts
+ * class Scale extends Layer {
+ *   factor!: Variable<'float32'>;
+ *   build() { this.factor = this.addWeight('factor', new Tensor('float32', [1], new Float32Array([2]))); this.built = true; }
+ *   async call(x: Tensor) { const d = (x.data as Float32Array).map((v) => v * this.factor.value.data[0]); return new Tensor('float32', x.shape, d); }
+ * }
+ * ```
+ */
+export abstract class Layer {
+  /** The layer's name (unique per process unless given). */
+  readonly name: string;
+  /** Path used in checkpoints and policy maps (`parent/child`); equals the name for a top-level layer. */
+  path: string;
+  /** True once weights exist. */
+  built = false;
+  /** Whether float weights are trainable. */
+  trainable: boolean;
+  protected _policy: DTypePolicy | DTypePolicyMap;
+  protected _variables: Variable[] = [];
+  /** Set by every quantized build (Keras `_is_quantized`). */
+  protected _isQuantized = false;
+  /** The config used by the last `quantize()` (serialized as `quantization_config`). */
+  quantizationConfig: QuantizationConfig | null = null;
+
+  constructor(options: LayerOptions = {}) {
+    if (options.name !== undefined && (typeof options.name !== 'string' || options.name.length === 0 || options.name.includes('/'))) {
+      throw new InvalidArgumentError(`Expected a non-empty string without '/' for name but received ${describe(options.name)}`);
+    }
+    this.name = options.name ?? uniqueLayerName(this.constructor.name);
+    this.path = this.name;
+    this.trainable = options.trainable ?? true;
+    this._policy = getDTypePolicy(options.dtype ?? 'float32');
+  }
+
+  /** The layer's dtype policy (a {@link DTypePolicyMap} resolves to this layer's entry via {@link Layer.effectivePolicy}). */
+  get dtypePolicy(): DTypePolicy | DTypePolicyMap {
+    return this._policy;
+  }
+
+  /** The policy that applies to this layer (the map entry for `path` when the policy is a map). */
+  get effectivePolicy(): DTypePolicy {
+    const p = this._policy;
+    return p instanceof DTypePolicyMap ? p.get(this.path) : p;
+  }
+
+  /** `'int8'`, `'int4'`, `'float8'`, `'gptq'` or null for a float layer. */
+  get quantizationMode(): QuantizationMode | null {
+    return this.effectivePolicy.quantizationMode;
+  }
+
+  /** Compute dtype of the policy (`float32`, `bfloat16`, …). quantkit computes in float32 on CPU. */
+  get computeDtype(): string {
+    return this.effectivePolicy.computeDtype;
+  }
+
+  /** True after `quantize()` or a quantized build. */
+  get isQuantized(): boolean {
+    return this._isQuantized;
+  }
+
+  /** All tracked variables in creation order. */
+  get variables(): Variable[] {
+    return [...this._variables];
+  }
+
+  /** Trainable variables (Keras: float weights of a trainable layer). */
+  get trainableVariables(): Variable[] {
+    return this.trainable ? this._variables.filter((v) => v.trainable) : [];
+  }
+
+  /** Non-trainable variables. */
+  get nonTrainableVariables(): Variable[] {
+    return this.trainable ? this._variables.filter((v) => !v.trainable) : [...this._variables];
+  }
+
+  /**
+   * Creates and tracks a variable.
+   * @example
+   * ```ts
+   * this.kernel = this.addWeight('kernel', initialize('glorot_uniform', [8, 4]));
+   * ```
+   */
+  protected addWeight<D extends Tensor['dtype']>(name: string, value: Tensor<D>, options: { trainable?: boolean } = {}): Variable<D> {
+    const v = new Variable(name, value, { trainable: options.trainable, path: `${this.path}/${name}` });
+    this._variables.push(v as Variable);
+    return v;
+  }
+
+  /** Replaces the tracked variable list (used by quantization to swap weights atomically). */
+  protected setVariables(vars: Variable[]): void {
+    for (const v of vars) v.path = `${this.path}/${v.name}`;
+    this._variables = vars;
+  }
+
+  /** Creates the weights for inputs of `inputShape` (the batch dimension may be null). */
+  abstract build(inputShape: readonly (number | null)[]): void;
+
+  /** Runs the float computation. */
+  abstract call(inputs: Tensor, options?: Record<string, unknown>): Promise<Tensor>;
+
+  /**
+   * Builds on first use, then runs `call` (or `quantizedCall` for a quantized layer), like calling a Keras layer.
+   * @example
+   * ```ts
+   * const y = await new Dense({ units: 4 }).apply(x);
+   * ```
+   */
+  async apply(inputs: Tensor, options: Record<string, unknown> = {}): Promise<Tensor> {
+    if (!(inputs instanceof Tensor)) throw new InvalidArgumentError(`Expected a Tensor for inputs of layer '${this.name}' but received ${describe(inputs)}`);
+    if (!this.built) this.build(inputs.shape);
+    return this.quantizationMode !== null ? this.quantizedCall(inputs, options) : this.call(inputs, options);
+  }
+
+  /** Runs the quantized computation; the base refuses. */
+  protected quantizedCall(_inputs: Tensor, _options?: Record<string, unknown>): Promise<Tensor> {
+    return Promise.reject(
+      new UnsupportedError(`Invalid quantization mode. Expected one of (${QUANTIZATION_MODES.map((m) => `'${m}'`).join(', ')}). Received: quantization_mode=${this.quantizationMode}`),
+    );
+  }
+
+  /**
+   * Quantizes the layer's weights in place. `mode` is `'int8'`, `'int4'`, `'float8'` or `'gptq'` (GPTQ needs a
+   * `GPTQConfig` and model-level calibration). On any error the layer keeps its previous weights and mode.
+   *
+   * @example
+   * ```ts
+   * await dense.quantize('int8');
+   * await other.quantize('int4', { config: new Int4QuantizationConfig({ blockSize: 64 }) });
+   * await third.quantize({ config: new Float8QuantizationConfig() });
+   * ```
+   */
+  async quantize(mode?: string | null | QuantizeOptions, options: QuantizeOptions = {}): Promise<void> {
+    if (mode !== null && typeof mode === 'object') {
+      options = mode;
+      mode = undefined;
+    }
+    const config = validateAndResolveConfig(mode ?? null, options.config ?? null);
+    this.checkQuantizeArgs(config.mode);
+    await this.quantizeLayer(config.mode, config, options.typeCheck ?? true);
+    this._isQuantized = true;
+  }
+
+  /** Keras `_check_quantize_args`: the errors, in Keras's order. */
+  protected checkQuantizeArgs(mode: QuantizationMode): void {
+    if (!this.built) {
+      throw new NotBuiltError(`Cannot quantize a layer that isn't yet built. Layer '${this.name}' (of type '${this.constructor.name}') is not built yet.`);
+    }
+    if (this._isQuantized) {
+      throw new AlreadyQuantizedError(`Layer '${this.name}' is already quantized with dtype_policy='${this.effectivePolicy.name}'. Received: mode=${mode}`);
+    }
+    if (mode === 'int8' && this.computeDtype === 'float16') {
+      throw new InvalidArgumentError(
+        `Quantization mode='int8' doesn't work well with compute_dtype='float16'. Consider loading model/layer with another dtype policy such as 'mixed_bfloat16' or 'mixed_float16' before calling \`quantize()\`.`,
+      );
+    }
+  }
+
+  /** Layer-specific quantization; the base refuses (Keras `NotImplementedError`). */
+  protected quantizeLayer(_mode: QuantizationMode, _config: QuantizationConfig, _typeCheck: boolean): Promise<void> {
+    return Promise.reject(this.noQuantizeSupport());
+  }
+
+  /** The error for layers (or subclasses) without quantize support. */
+  protected noQuantizeSupport(): UnsupportedError {
+    return new UnsupportedError(`Layer ${this.constructor.name} does not have a \`quantize\` method implemented.`);
+  }
+
+  /**
+   * After quantizing: the policy becomes `<suffix>_from_<current policy name>` unless it is already quantized
+   * (Keras rule); inside a policy map only this layer's entry changes.
+   */
+  protected setQuantizedPolicy(suffix: string): void {
+    const current = this.effectivePolicy;
+    if (current.quantizationMode !== null) return;
+    const next = getDTypePolicy(`${suffix}_from_${current.name}`) as DTypePolicy;
+    if (this._policy instanceof DTypePolicyMap) {
+      this._policy = this._policy.withEntry(this.path, next);
+    } else {
+      this._policy = next;
+    }
+  }
+
+  /** The Keras config of the layer (`name`, `trainable`, `dtype`, plus subclass fields). */
+  getConfig(): Record<string, unknown> {
+    return { name: this.name, trainable: this.trainable, dtype: this._policy };
+  }
+
+  /** A short description. */
+  toString(): string {
+    return `<${this.constructor.name} name=${this.name}, built=${this.built}>`;
+  }
+}
