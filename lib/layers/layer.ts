@@ -10,8 +10,14 @@ import {
   NotBuiltError,
   UnsupportedError,
 } from '../errors';
-import { DTypePolicy, DTypePolicyMap, getDTypePolicy } from '../dtype-policies';
-import { QuantizationConfig, QuantizationMode, QUANTIZATION_MODES, validateAndResolveConfig } from '../quantizers';
+import { DTypePolicy, DTypePolicyMap, getDTypePolicy, Int4DTypePolicy } from '../dtype-policies';
+import {
+  Int4QuantizationConfig,
+  QuantizationConfig,
+  QuantizationMode,
+  QUANTIZATION_MODES,
+  validateAndResolveConfig,
+} from '../quantizers';
 import { Tensor, describe } from '../tensor';
 import { Variable } from './variable';
 
@@ -93,6 +99,48 @@ export abstract class Layer {
   /** The layer's dtype policy (a {@link DTypePolicyMap} resolves to this layer's entry via {@link Layer.effectivePolicy}). */
   get dtypePolicy(): DTypePolicy | DTypePolicyMap {
     return this._policy;
+  }
+
+  /**
+   * Sets the dtype policy (Keras's `dtype_policy` setter). Setting a quantized policy on a built, float layer
+   * quantizes it (`'int8_from_float32'`, `'int4/64_from_float32'`, `'float8_from_float32'`); GPTQ cannot be
+   * enabled this way because it needs calibration data. Inside a policy map only this layer's entry changes.
+   * If quantization fails, the previous policy and weights stay.
+   * @example
+   * ```ts
+   * await dense.setDTypePolicy('int8_from_float32');
+   * dense.variables.length; // 3
+   * ```
+   */
+  async setDTypePolicy(policy: string | DTypePolicy | DTypePolicyMap): Promise<void> {
+    const next = getDTypePolicy(policy);
+    const previous = this._policy;
+    if (next instanceof DTypePolicyMap) {
+      this._policy = next;
+      return;
+    }
+    const mode = next.quantizationMode;
+    if (mode !== null && this.built && !this._isQuantized) {
+      if (mode === 'gptq') {
+        throw new InvalidArgumentError(
+          `Implicitly enabling GPTQ quantization by setting \`dtype_policy\` to '${next.name}' is not supported. GPTQ requires a calibration dataset and a \`GPTQConfig\` object; use model.quantize('gptq', { config }) instead.`,
+        );
+      }
+      const config =
+        mode === 'int4' ? new Int4QuantizationConfig({ blockSize: next instanceof Int4DTypePolicy ? next.blockSize : 128 }) : null;
+      this._policy = previous instanceof DTypePolicyMap ? previous.withEntry(this.path, next) : next;
+      try {
+        this._isQuantized = false;
+        const resolved = validateAndResolveConfig(mode, config);
+        await this.quantizeLayer(resolved.mode, resolved, true);
+        this._isQuantized = true;
+      } catch (err) {
+        this._policy = previous;
+        throw err;
+      }
+      return;
+    }
+    this._policy = previous instanceof DTypePolicyMap ? previous.withEntry(this.path, next) : next;
   }
 
   /** The policy that applies to this layer (the map entry for `path` when the policy is a map). */

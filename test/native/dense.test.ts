@@ -336,3 +336,54 @@ describe('float Dense', () => {
 });
 
 void tensor;
+
+describe('dtype policies set on layers (spec §1.5, §6 variable counts)', () => {
+  test.each([
+    ['int8_from_float32', 3, 'int8'],
+    ['int4_from_float32', 5, 'int4'],
+    ['int4/64_from_float32', 5, 'int4'],
+    ['int4/-1_from_float32', 3, 'int4'],
+    ['float8_from_float32', 8, 'float8'],
+  ] as const)('setDTypePolicy(%s) on a built Dense quantizes it (%d variables)', async (policy, count, mode) => {
+    const d = await built(8, 16);
+    await d.setDTypePolicy(policy);
+    expect(d.variables.length).toBe(count);
+    expect(d.quantizationMode).toBe(mode);
+    expect(d.dtypePolicy.name).toBe(policy);
+    const y = await d.apply(new Tensor('float32', [2, 16], randomF32(32, 3)));
+    expect(y.shape).toEqual([2, 8]);
+  });
+
+  test('GPTQ cannot be enabled through the policy; the layer is unchanged', async () => {
+    const d = await built(8, 16);
+    await expect(d.setDTypePolicy('gptq/4/128_from_float32')).rejects.toThrow(/Implicitly enabling GPTQ/);
+    expect(d.quantizationMode).toBeNull();
+  });
+
+  test.each([
+    ['int8_from_mixed_bfloat16', 1, 2],
+    ['int4/128_from_mixed_bfloat16', 1, 4],
+    ['float8_from_mixed_bfloat16', 8, 0],
+  ] as const)('built from %s: %d trainable + %d non-trainable', (policy, t, nt) => {
+    const d = new Dense({ units: 4, dtype: policy });
+    d.build([null, 8]);
+    expect([d.trainableVariables.length, d.nonTrainableVariables.length]).toEqual([t, nt]);
+    expect(d.computeDtype).toBe('bfloat16');
+  });
+
+  test.each([
+    ['int4/None_from_float32', ['kernel', 'bias', 'kernel_scale']],
+    ['int4/-1_from_float32', ['kernel', 'bias', 'kernel_scale']],
+    ['int4/128_from_float32', ['kernel', 'bias', 'kernel_scale', 'kernel_zero', 'g_idx']],
+  ])('%s rebuilds the right variables', (policy, names) => {
+    const d = new Dense({ units: 4, dtype: policy });
+    d.build([null, 8]);
+    expect(d.variables.map((v) => v.name)).toEqual(names);
+  });
+
+  test('int8 with a float16 compute dtype is refused', async () => {
+    const d = new Dense({ units: 4, dtype: 'float16' });
+    d.build([null, 8]);
+    await expect(d.quantize('int8')).rejects.toThrow(/doesn't work well with compute_dtype='float16'/);
+  });
+});
