@@ -153,12 +153,15 @@ export class EinsumDense extends Layer {
   kernel: Variable<'float32'> | null = null;
   bias: Variable<'float32'> | null = null;
   inputsQuantizer: Quantizer | null = null;
-  protected qstate: QuantState | null = null;
+  /** One 2-D quantized state per combination of batch letters (one when the equation has none). */
+  protected qstates: QuantState[] | null = null;
   /** Known after build. */
   plan: EinsumPlan | null = null;
   kernelShape: number[] = [];
   fullOutputShape: (number | null)[] = [];
   private sizes = new Map<string, number>();
+  /** Product of batch, contracted and free kernel sizes. */
+  private B = 1;
   private C = 1;
   private F = 1;
 
@@ -206,8 +209,10 @@ export class EinsumDense extends Layer {
     this.sizes = sizes;
     this.kernelShape = [...plan.kernel].map((c) => sizes.get(c) as number);
     this.fullOutputShape = [...plan.output].map((c) => sizes.get(c) ?? null);
-    this.C = plan.contracted.reduce((a, c) => a * (sizes.get(c) as number), 1);
-    this.F = plan.freeKernel.reduce((a, c) => a * (sizes.get(c) as number), 1);
+    const prod = (letters: string[]) => letters.reduce((a, c) => a * (sizes.get(c) as number), 1);
+    this.B = prod(plan.batch);
+    this.C = prod(plan.contracted);
+    this.F = prod(plan.freeKernel);
     if (this.quantizationMode !== null) {
       this.quantizedBuild(this.quantizationMode);
     } else {
@@ -226,117 +231,136 @@ export class EinsumDense extends Layer {
       if (!out.includes(c)) throw new InvalidArgumentError(`Expected bias axes among the output letters '${out}' for biasAxes but received '${this.biasAxes}'`);
     }
     const first = Math.min(...[...this.biasAxes].map((c) => out.indexOf(c)));
-    return [...out.slice(first)].map((c) => (this.biasAxes as string).includes(c) ? (this.sizes.get(c) as number) : 1);
+    return [...out.slice(first)].map((c) => ((this.biasAxes as string).includes(c) ? (this.sizes.get(c) as number) : 1));
   }
 
-  private requireProjection(): EinsumPlan {
+  /** Modes other than int8 need a plain projection (no batch letters). */
+  private checkModeSupported(mode: QuantizationMode): void {
     const plan = this.plan as EinsumPlan;
-    if (plan.batch.length > 0) {
+    if (plan.batch.length > 0 && mode !== 'int8') {
       throw new UnsupportedError(
-        `EinsumDense '${this.name}': equation '${this.equation}' has letters shared by input, kernel and output (${plan.batch.join(', ')}); quantized execution supports projections without such batch letters`,
+        `EinsumDense '${this.name}': equation '${this.equation}' has letters shared by input, kernel and output (${plan.batch.join(', ')}); with such letters only int8 quantization is supported, received mode '${mode}'`,
       );
     }
-    return plan;
   }
 
-  /** Permutation taking the kernel to [contracted..., freeKernel...]. */
+  /** Kernel letters in the internal order [batch..., contracted..., freeKernel...]. */
+  private internalKernelLetters(): string[] {
+    const plan = this.plan as EinsumPlan;
+    return [...plan.batch, ...plan.contracted, ...plan.freeKernel];
+  }
+
+  /** Permutation taking the kernel layout to the internal order. */
   private kernelPerm(): number[] {
     const plan = this.plan as EinsumPlan;
-    return [...plan.contracted, ...plan.freeKernel].map((c) => plan.kernel.indexOf(c));
+    return this.internalKernelLetters().map((c) => plan.kernel.indexOf(c));
   }
 
-  /** Keras's stored kernel_scale shape for int8: the output rank, free kernel sizes at their output positions. */
+  private internalKernelShape(): number[] {
+    return this.internalKernelLetters().map((c) => this.sizes.get(c) as number);
+  }
+
+  /** Output letters that index the int8 kernel scale (batch and free kernel letters), in output order. */
+  private scaleLettersOutputOrder(): string[] {
+    const plan = this.plan as EinsumPlan;
+    return [...plan.output].filter((c) => plan.freeKernel.includes(c) || plan.batch.includes(c));
+  }
+
+  /** Keras's stored kernel_scale shape for int8: the output rank, kept kernel sizes at their output positions. */
   private int8ScaleShape(): number[] {
-    const plan = this.plan as EinsumPlan;
-    return [...plan.output].map((c) => (plan.freeKernel.includes(c) ? (this.sizes.get(c) as number) : 1));
-  }
-
-  /** Order of free kernel letters in the output (the stored scale's value order). */
-  private freeKernelOutputOrder(): string[] {
-    const plan = this.plan as EinsumPlan;
-    return [...plan.output].filter((c) => plan.freeKernel.includes(c));
-  }
-
-  private freeOrderPerm(from: string[], to: string[]): number[] {
-    return to.map((c) => from.indexOf(c));
+    const keep = this.scaleLettersOutputOrder();
+    return [...(this.plan as EinsumPlan).output].map((c) => (keep.includes(c) ? (this.sizes.get(c) as number) : 1));
   }
 
   protected quantizedBuild(mode: QuantizationMode): void {
-    this.requireProjection();
+    this.checkModeSupported(mode);
     if (mode === 'gptq') throw this.noQuantizeSupport();
     const policy = this.effectivePolicy;
     const block = blockSizeFor(this.quantizationConfig, policy instanceof Int4DTypePolicy ? policy.blockSize : null);
-    const state = emptyQuantState(this.C, this.F, mode, mode === 'int4' ? block : null);
+    const states = Array.from({ length: this.B }, () => emptyQuantState(this.C, this.F, mode, mode === 'int4' ? block : null));
     const bs = this.biasShape();
     this.bias = bs ? new Variable('bias', new Tensor('float32', bs)) : null;
-    this.installState(state);
+    this.installStates(states);
     this.inputsQuantizer = QuantizationConfig.activationQuantizerOrDefault(this.quantizationConfig, mode === 'int8' ? new AbsMaxQuantizer() : null);
     this._isQuantized = true;
   }
 
-  private installState(state: QuantState): void {
+  private installStates(states: QuantState[]): void {
     const plan = this.plan as EinsumPlan;
     const vars: Variable[] = [];
     const nt = { trainable: false };
-    // Keras layout of the kernel variable: int8/float8 keep the equation's kernel shape; int4 is 2-D packed.
+    const first = states[0];
     const backPerm = inversePerm(this.kernelPerm());
-    const permShape = [...plan.contracted, ...plan.freeKernel].map((c) => this.sizes.get(c) as number);
-    if (state.mode === 'int8' || state.mode === 'float8') {
-      const data = permute(state.kernel.data as Int8Array | Uint8Array, permShape, backPerm);
-      const kv = state.mode === 'int8' ? new Tensor('int8', this.kernelShape, data as Int8Array) : new Tensor('float8_e4m3fn', this.kernelShape, data as Uint8Array);
-      vars.push(new Variable('kernel', kv, state.mode === 'int8' ? nt : {}));
+    const internalShape = this.internalKernelShape();
+    if (first.mode === 'int8' || first.mode === 'float8') {
+      // Keras keeps the equation's kernel shape for int8/float8: concatenate the slices, undo the permutation.
+      const joined = new (first.mode === 'int8' ? Int8Array : Uint8Array)(this.B * this.C * this.F);
+      states.forEach((st, b) => joined.set((st as { kernel: Tensor }).kernel.data as Int8Array, b * this.C * this.F));
+      const data = permute(joined, internalShape, backPerm);
+      const kv = first.mode === 'int8' ? new Tensor('int8', this.kernelShape, data as Int8Array) : new Tensor('float8_e4m3fn', this.kernelShape, data as Uint8Array);
+      vars.push(new Variable('kernel', kv, first.mode === 'int8' ? nt : {}));
     } else {
-      vars.push(new Variable('kernel', state.kernel, nt));
+      vars.push(new Variable('kernel', first.kernel, nt));
     }
     if (this.bias) vars.push(this.bias);
-    if (state.mode === 'float8') {
+    if (first.mode === 'float8') {
       const scalar = (v: number) => new Tensor('float32', [], new Float32Array([v]));
       vars.push(
         new Variable('inputs_scale', scalar(1)),
         new Variable('inputs_amax_history', new Tensor('float32', [FLOAT8_HISTORY])),
-        new Variable('kernel_scale', scalar(state.kernelScale)),
+        new Variable('kernel_scale', scalar(first.kernelScale)),
         new Variable('kernel_amax_history', new Tensor('float32', [FLOAT8_HISTORY])),
         new Variable('outputs_grad_scale', scalar(1)),
         new Variable('outputs_grad_amax_history', new Tensor('float32', [FLOAT8_HISTORY])),
       );
-    } else if (state.mode === 'int8') {
-      // stored in output layout, values ordered like the free letters in the output
-      const kOrder = plan.freeKernel;
-      const oOrder = this.freeKernelOutputOrder();
-      const sizes = kOrder.map((c) => this.sizes.get(c) as number);
-      const vals = permute(state.scale.data, sizes, this.freeOrderPerm(kOrder, oOrder));
+    } else if (first.mode === 'int8') {
+      // internal scale order [batch..., freeKernel...] -> the output order of those letters
+      const from = [...plan.batch, ...plan.freeKernel];
+      const to = this.scaleLettersOutputOrder();
+      const joined = new Float32Array(this.B * this.F);
+      states.forEach((st, b) => joined.set((st as { scale: Tensor<'float32'> }).scale.data, b * this.F));
+      const vals = permute(joined, from.map((c) => this.sizes.get(c) as number), to.map((c) => from.indexOf(c)));
       vars.push(new Variable('kernel_scale', new Tensor('float32', this.int8ScaleShape(), vals), nt));
     } else {
-      vars.push(new Variable('kernel_scale', state.scale, nt));
-      if (state.blockSize !== null) vars.push(new Variable('kernel_zero', state.zero, nt), new Variable('g_idx', state.gIdx, nt));
+      vars.push(new Variable('kernel_scale', first.scale, nt));
+      if (first.blockSize !== null) vars.push(new Variable('kernel_zero', first.zero, nt), new Variable('g_idx', first.gIdx, nt));
     }
     this.setVariables(vars);
-    this.qstate = state;
+    this.qstates = states;
     this.kernel = null;
+  }
+
+  /** The float kernel as B slices of [C, F]. */
+  private kernelSlices(data: Float32Array): Float32Array[] {
+    const all = permute(data, this.kernelShape, this.kernelPerm());
+    const n = this.C * this.F;
+    return Array.from({ length: this.B }, (_, b) => all.subarray(b * n, (b + 1) * n));
   }
 
   protected override async quantizeLayer(mode: QuantizationMode, config: QuantizationConfig, typeCheck: boolean): Promise<void> {
     if (typeCheck && this.constructor !== EinsumDense) throw this.noQuantizeSupport();
-    this.requireProjection();
+    this.checkModeSupported(mode);
     if (mode === 'gptq') throw new InvalidArgumentError("GPTQ quantizes through Model.quantize('gptq', { config }) with calibration data");
     if (!this.kernel) throw new InvalidArgumentError(`Layer '${this.name}' has no float kernel to quantize`);
     const block = mode === 'int4' ? blockSizeFor(config, undefined) : null;
-    const k2d = new Tensor('float32', [this.C, this.F], permute(this.kernel.value.data, this.kernelShape, this.kernelPerm()));
-    const state = await quantizeKernel2D(k2d, mode, config, block);
+    const states: QuantState[] = [];
+    for (const slice of this.kernelSlices(this.kernel.value.data)) {
+      states.push(await quantizeKernel2D(new Tensor('float32', [this.C, this.F], slice), mode, config, block));
+    }
     const inputsQuantizer =
       mode === 'int8'
         ? QuantizationConfig.activationQuantizerOrDefault(config, new AbsMaxQuantizer())
         : mode === 'int4' && block === null
           ? QuantizationConfig.activationQuantizerOrDefault(config, null)
           : null;
-    this.installState(state);
+    this.installStates(states);
     this.inputsQuantizer = inputsQuantizer;
     this.quantizationConfig = config;
     this.setQuantizedPolicy(mode === 'int4' ? `int4/${block ?? -1}` : mode);
   }
 
-  /** Input permuted to [freeInput..., contracted...] as a 2-D [M, C] tensor, plus the free input sizes. */
-  private prepareInput(inputs: Tensor): { x2d: Tensor<'float32'>; freeSizes: number[] } {
+  /** Input permuted to [batch..., freeInput..., contracted...]: B slices of [M, C], plus the free input sizes. */
+  private prepareInput(inputs: Tensor): { slices: Tensor<'float32'>[]; freeSizes: number[] } {
     const plan = this.plan as EinsumPlan;
     const x = inputs.dtype === 'float32' ? (inputs as Tensor<'float32'>) : inputs.toFloat32();
     if (x.rank !== plan.input.length) throw new ShapeMismatchError(`Expected inputs of rank ${plan.input.length} for layer '${this.name}' but received shape [${x.shape.join(', ')}]`);
@@ -346,20 +370,25 @@ export class EinsumDense extends Layer {
         throw new ShapeMismatchError(`Expected dimension ${i} ('${c}') of the inputs to be ${want} for layer '${this.name}' but received shape [${x.shape.join(', ')}]`);
       }
     });
-    const perm = [...plan.freeInput, ...plan.contracted].map((c) => plan.input.indexOf(c));
+    const perm = [...plan.batch, ...plan.freeInput, ...plan.contracted].map((c) => plan.input.indexOf(c));
     const data = permute(x.data as Float32Array, x.shape, perm);
     const freeSizes = plan.freeInput.map((c) => x.shape[plan.input.indexOf(c)]);
     const M = freeSizes.reduce((a, b) => a * b, 1);
-    return { x2d: new Tensor('float32', [M, this.C], data), freeSizes };
+    const n = M * this.C;
+    const slices = Array.from({ length: this.B }, (_, b) => new Tensor('float32', [M, this.C], data.subarray(b * n, (b + 1) * n)));
+    return { slices, freeSizes };
   }
 
-  /** [M, F] result -> output layout, + bias, + activation. */
-  private finishOutput(y2d: Tensor<'float32'>, freeSizes: number[]): Tensor<'float32'> {
+  /** B results [M, F] -> output layout, + bias, + activation. */
+  private finishOutput(ys: Tensor<'float32'>[], freeSizes: number[]): Tensor<'float32'> {
     const plan = this.plan as EinsumPlan;
-    const letters = [...plan.freeInput, ...plan.freeKernel];
-    const shape = [...freeSizes, ...plan.freeKernel.map((c) => this.sizes.get(c) as number)];
+    const M = freeSizes.reduce((a, b) => a * b, 1);
+    const joined = new Float32Array(this.B * M * this.F);
+    ys.forEach((y, b) => joined.set(y.data, b * M * this.F));
+    const letters = [...plan.batch, ...plan.freeInput, ...plan.freeKernel];
+    const shape = letters.map((c, i) => (i >= plan.batch.length && i < plan.batch.length + freeSizes.length ? freeSizes[i - plan.batch.length] : (this.sizes.get(c) as number)));
     const perm = [...plan.output].map((c) => letters.indexOf(c));
-    const data = permute(y2d.data, shape, perm);
+    const data = permute(joined, shape, perm);
     const outShape = perm.map((p) => shape[p]);
     this.addBiasAndActivate(data, outShape);
     return new Tensor('float32', outShape, data);
@@ -390,78 +419,33 @@ export class EinsumDense extends Layer {
 
   async call(inputs: Tensor): Promise<Tensor<'float32'>> {
     if (!this.kernel) throw new InvalidArgumentError(`Layer '${this.name}' is quantized; call apply() instead of call()`);
-    const plan = this.plan as EinsumPlan;
-    if (plan.batch.length > 0) return this.batchedFloatCall(inputs);
-    const { x2d, freeSizes } = this.prepareInput(inputs);
-    const k2d = permute(this.kernel.value.data, this.kernelShape, this.kernelPerm());
-    const y = await denseForward(x2d, { format: 'float32', kernel: k2d }, this.F, null);
-    return this.finishOutput(y, freeSizes);
+    const { slices, freeSizes } = this.prepareInput(inputs);
+    const kernels = this.kernelSlices(this.kernel.value.data);
+    const ys: Tensor<'float32'>[] = [];
+    for (let b = 0; b < this.B; b++) ys.push(await denseForward(slices[b], { format: 'float32', kernel: kernels[b] }, this.F, null));
+    return this.finishOutput(ys, freeSizes);
   }
 
   protected override async quantizedCall(inputs: Tensor): Promise<Tensor<'float32'>> {
-    this.requireProjection();
-    const { x2d, freeSizes } = this.prepareInput(inputs);
-    const y = await projectQuantized(x2d, this.qstate as QuantState, this.F, null, this.inputsQuantizer);
-    return this.finishOutput(y, freeSizes);
-  }
-
-  /** Float path for equations with batch letters: a plain einsum loop (correct, not optimised). */
-  private async batchedFloatCall(inputs: Tensor): Promise<Tensor<'float32'>> {
-    const plan = this.plan as EinsumPlan;
-    const x = inputs.dtype === 'float32' ? (inputs as Tensor<'float32'>) : inputs.toFloat32();
-    const sizes = new Map(this.sizes);
-    [...plan.input].forEach((c, i) => sizes.set(c, x.shape[i]));
-    const all = [...new Set([...plan.output, ...plan.contracted])];
-    const dims = all.map((c) => sizes.get(c) as number);
-    const outShape = [...plan.output].map((c) => sizes.get(c) as number);
-    const out = new Float32Array(outShape.reduce((a, b) => a * b, 1));
-    const strides = (spec: string, shape: number[]) => {
-      const st = new Array<number>(spec.length);
-      let s = 1;
-      for (let i = spec.length - 1; i >= 0; i--) {
-        st[i] = s;
-        s *= shape[i];
-      }
-      return new Map([...spec].map((c, i) => [c, st[i]]));
-    };
-    const xs = strides(plan.input, x.shape as number[]);
-    const ks = strides(plan.kernel, this.kernelShape);
-    const os = strides(plan.output, outShape);
-    const kd = (this.kernel as Variable<'float32'>).value.data;
-    const xd = x.data as Float32Array;
-    const idx = new Array<number>(all.length).fill(0);
-    const total = dims.reduce((a, b) => a * b, 1);
-    for (let t = 0; t < total; t++) {
-      let xi = 0;
-      let ki = 0;
-      let oi = 0;
-      all.forEach((c, i) => {
-        xi += (xs.get(c) ?? 0) * idx[i];
-        ki += (ks.get(c) ?? 0) * idx[i];
-        oi += (os.get(c) ?? 0) * idx[i];
-      });
-      out[oi] += xd[xi] * kd[ki];
-      for (let d = all.length - 1; d >= 0; d--) {
-        if (++idx[d] < dims[d]) break;
-        idx[d] = 0;
-      }
-    }
-    const y = new Tensor('float32', outShape, out);
-    this.addBiasAndActivate(y.data, outShape);
-    return y;
+    const { slices, freeSizes } = this.prepareInput(inputs);
+    const states = this.qstates as QuantState[];
+    const ys: Tensor<'float32'>[] = [];
+    for (let b = 0; b < this.B; b++) ys.push(await projectQuantized(slices[b], states[b], this.F, null, this.inputsQuantizer));
+    return this.finishOutput(ys, freeSizes);
   }
 
   /** float32 kernel in the equation's kernel layout (dequantized when quantized). */
   async dequantizedKernel(): Promise<Tensor<'float32'>> {
     if (this.kernel) return this.kernel.value;
-    const plan = this.requireProjection();
-    const k2d = await dequantizeState(this.qstate as QuantState, this.C, this.F);
-    const permShape = [...plan.contracted, ...plan.freeKernel].map((c) => this.sizes.get(c) as number);
-    return new Tensor('float32', this.kernelShape, permute(k2d.data, permShape, inversePerm(this.kernelPerm())));
+    const joined = new Float32Array(this.B * this.C * this.F);
+    const states = this.qstates as QuantState[];
+    for (let b = 0; b < this.B; b++) joined.set((await dequantizeState(states[b], this.C, this.F)).data, b * this.C * this.F);
+    return new Tensor('float32', this.kernelShape, permute(joined, this.internalKernelShape(), inversePerm(this.kernelPerm())));
   }
 
+  /** The quantized state of a projection without batch letters (null for float). */
   get quantizedState(): Readonly<QuantState> | null {
-    return this.qstate;
+    return this.qstates && this.qstates.length === 1 ? this.qstates[0] : null;
   }
 
   override getConfig(): Record<string, unknown> {

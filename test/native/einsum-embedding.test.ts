@@ -136,10 +136,35 @@ describe('EinsumDense quantized (Keras thresholds, spec §6)', () => {
     expect(maxErr).toBeLessThan(0.01);
   });
 
-  test('equations with batch letters refuse quantization clearly', async () => {
+  test('equations with batch letters: int8 works (Keras scale layouts), other modes refuse clearly', async () => {
+    for (const [equation, inShape, outShape, scaleShape] of [
+      ['ab,ab->a', [3, 4], [], [3]],
+      ['abcde,afce->acdbf', [2, 3, 4, 5, 6], [4, 5, 3, 7], [2, 4, 1, 1, 7]],
+      ['a,b->ab', [4], [5], [1, 5]],
+    ] as Array<[string, number[], number[], number[]]>) {
+      const layer = new EinsumDense({ equation, outputShape: outShape, seed: 5 });
+      const x = new Tensor('float32', inShape, randomF32(inShape.reduce((a, b) => a * b, 1), 9));
+      const yf = await layer.apply(x);
+      const want = einsumRef(equation, x, layer.kernel!.value, yf.shape as number[]);
+      for (let i = 0; i < want.length; i++) expect(yf.data[i]).toBeCloseTo(want[i], 4);
+      const kernelShape = layer.kernelShape;
+      await layer.quantize('int8');
+      expect(layer.variables.map((v) => [v.name, v.shape])).toEqual([
+        ['kernel', kernelShape],
+        ['kernel_scale', scaleShape],
+      ]);
+      const yq = await layer.apply(x);
+      expect([equation, mse(yq.data, yf.data) < 1e-3]).toEqual([equation, true]);
+      const fromPolicy = new EinsumDense({ equation, outputShape: outShape, dtype: 'int8_from_float32' });
+      fromPolicy.build(inShape);
+      expect(fromPolicy.variables.map((v) => [v.name, v.dtype, v.shape])).toEqual([
+        ['kernel', 'int8', kernelShape],
+        ['kernel_scale', 'float32', scaleShape],
+      ]);
+    }
     const layer = new EinsumDense({ equation: 'ab,ab->a', outputShape: [] });
     layer.build([3, 4]);
-    await expect(layer.quantize('int8')).rejects.toMatchObject({ code: 'QK_UNSUPPORTED' });
+    await expect(layer.quantize('int4')).rejects.toMatchObject({ code: 'QK_UNSUPPORTED' });
     expect(layer.quantizationMode).toBeNull();
   });
 });
