@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// quantkit demo: quantize the kernel of a Dense layer (1024 -> 1024) to int8 and int4 with Keras semantics, run
-// the int8 path (per-token activation quantization + int8 GEMM + descale) and compare with float32:
-// weight bytes, output error and latency.   npm start   (or: node examples/demo.js)
+// quantkit demo: a Dense layer (1024 -> 1024) quantized in every mode with the Keras-style one-liner
+// `await layer.quantize(mode)`. Prints weight bytes (and the ratio to float32), the output error against float32,
+// and the median latency at batch 1 and 64.   npm start   (or: node examples/demo.js)
 'use strict';
 const qk = require('..');
 
@@ -13,17 +13,16 @@ function randn(n, seed) {
   return out;
 }
 
-async function timeIt(fn, runs = 7) {
+async function medianMs(fn, runs = 15) {
   await fn();
   const ts = [];
-  let out;
   for (let i = 0; i < runs; i++) {
     const t0 = performance.now();
-    out = await fn();
+    await fn();
     ts.push(performance.now() - t0);
   }
   ts.sort((a, b) => a - b);
-  return { ms: ts[Math.floor(runs / 2)], out };
+  return ts[Math.floor(runs / 2)];
 }
 
 function relErr(y, ref) {
@@ -37,43 +36,42 @@ function relErr(y, ref) {
 }
 
 async function main() {
-  const [batch, inDim, units] = [64, 1024, 1024];
+  const [inDim, units] = [1024, 1024];
   const caps = qk.capabilities();
-  console.log(`quantkit demo — CPU kernels: ${caps.isa} (${caps.threads} threads), CUDA: ${caps.cuda.compiled ? `${caps.cuda.devices.length} device(s)` : 'not compiled'}`);
-  const kernel = new qk.Tensor('float32', [inDim, units], randn(inDim * units, 1).map((v) => v * 0.05));
-  const x = new qk.Tensor('float32', [batch, inDim], randn(batch * inDim, 2));
-
-  // float32 reference
-  const f32 = await timeIt(() => qk.matmul(x, kernel));
-
-  // int8 (W8A8): per-output-channel weights (axis 0), per-token activations (axis -1), as Keras Dense does
-  const { quantized: qw, scale: sw } = await qk.absMaxQuantize(kernel, 0);
-  const int8 = await timeIt(async () => {
-    const { quantized: qx, scale: sx } = await qk.absMaxQuantize(x, -1);
-    const acc = await qk.matmulInt8(qx, qw);
-    const y = new Float32Array(batch * units);
-    for (let i = 0; i < batch; i++) for (let j = 0; j < units; j++) y[i * units + j] = acc.data[i * units + j] / (sw.data[j] * sx.data[i]);
-    return y;
-  });
-
-  // int4 per-channel (range [-8, 7]), packed two per byte along the output axis
-  const { quantized: q4, scale: s4 } = await qk.absMaxQuantize(kernel, 0, { valueRange: [-8, 7] });
-  const { packed } = await qk.packInt4(q4, 1);
-  const unpacked = await qk.unpackInt4(packed, units, 1, 'int8');
-  const deq = new Float32Array(inDim * units);
-  for (let k = 0; k < inDim; k++) for (let j = 0; j < units; j++) deq[k * units + j] = unpacked.data[k * units + j] / s4.data[j];
-  const y4 = await qk.matmul(x, new qk.Tensor('float32', [inDim, units], deq));
-
-  const rows = [
-    ['float32', kernel.byteLength, 1, 0, f32.ms],
-    ['int8 (W8A8)', qw.byteLength + sw.byteLength, 0, relErr(int8.out, f32.out.data), int8.ms],
-    ['int4 (per-channel)', packed.byteLength + s4.byteLength, 0, relErr(y4.data, f32.out.data), NaN],
+  console.log(`quantkit demo — CPU kernels: ${caps.isa} (${caps.threads} threads), CUDA: ${caps.cuda.compiled ? `compiled, ${caps.cuda.devices.length} device(s)` : 'not compiled'}`);
+  const kernel = randn(inDim * units, 1).map((v) => v * 0.03);
+  const x1 = new qk.Tensor('float32', [1, inDim], randn(inDim, 2));
+  const x64 = new qk.Tensor('float32', [64, inDim], randn(64 * inDim, 3));
+  const modes = [
+    ['float32', null],
+    ['int8', 'int8'],
+    ['int4 (g128)', 'int4'],
+    ['int4 (per-channel)', new qk.Int4QuantizationConfig({ blockSize: null })],
+    ['float8', 'float8'],
   ];
-  console.log(`\nDense ${inDim} -> ${units}, batch ${batch}`);
-  console.log('mode                 weight bytes   vs float32   output rel. error   latency (median of 7)');
-  for (const [name, bytes, , err, ms] of rows) {
+  let reference;
+  let floatBytes;
+  const rows = [];
+  for (const [name, how] of modes) {
+    const dense = new qk.Dense({ units, kernelInitializer: () => Float32Array.from(kernel) });
+    dense.build([null, inDim]);
+    if (typeof how === 'string') await dense.quantize(how);
+    else if (how) await dense.quantize({ config: how });
+    const bytes = dense.variables.reduce((a, v) => a + v.value.byteLength, 0);
+    const y = (await dense.apply(x64)).data;
+    if (!reference) {
+      reference = y;
+      floatBytes = bytes;
+    }
+    const ms1 = await medianMs(() => dense.apply(x1));
+    const ms64 = await medianMs(() => dense.apply(x64));
+    rows.push([name, dense.dtypePolicy.name, bytes, floatBytes / bytes, relErr(y, reference), ms1, ms64]);
+  }
+  console.log(`\nDense ${inDim} -> ${units}`);
+  console.log('mode                 policy                   weight bytes  vs fp32   rel. error   batch 1     batch 64');
+  for (const [name, policy, bytes, ratio, err, ms1, ms64] of rows) {
     console.log(
-      `${name.padEnd(20)} ${String(bytes).padStart(12)}   ${(kernel.byteLength / bytes).toFixed(2).padStart(8)}x   ${err.toExponential(2).padStart(17)}   ${Number.isNaN(ms) ? '(fused int4 GEMM: next release)' : `${ms.toFixed(2)} ms`}`,
+      `${name.padEnd(20)} ${policy.padEnd(24)} ${String(bytes).padStart(12)}  ${ratio.toFixed(2).padStart(5)}x  ${err.toExponential(2).padStart(10)}  ${ms1.toFixed(3).padStart(7)} ms  ${ms64.toFixed(3).padStart(7)} ms`,
     );
   }
 }

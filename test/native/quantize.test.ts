@@ -94,3 +94,18 @@ describe('absMax / absMaxQuantize API', () => {
     expect(Array.from(quantized.data)).toEqual([63, -127, 32]);
   });
 });
+
+describe('Keras AbsMax test (spec §6)', () => {
+  test('U(-1,1) (3,4,5), axis -1: int8 within ±127, scale (3,4,1), RMSE(q/scale) < 0.1', async () => {
+    const x = tensor(Array.from(randomF32(60, 77)), [3, 4, 5]);
+    const { quantized, scale } = await absMaxQuantize(x, -1);
+    expect(scale.shape).toEqual([3, 4, 1]);
+    expect(quantized.dtype).toBe('int8');
+    let se = 0;
+    for (let i = 0; i < 60; i++) {
+      expect(Math.abs(quantized.data[i])).toBeLessThanOrEqual(127);
+      se += (quantized.data[i] / scale.data[Math.floor(i / 5)] - (x.data as Float32Array)[i]) ** 2;
+    }
+    expect(Math.sqrt(se / 60)).toBeLessThan(0.1);
+  });
+});
