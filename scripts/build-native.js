@@ -61,7 +61,14 @@ if (backend === 'cmake') {
   } catch (_) {
     gyp = null;
   }
-  ok = gyp ? run(process.execPath, [gyp, 'rebuild', '-j', jobs]) : run('node-gyp', ['rebuild', '-j', jobs]);
+  // Build against the headers of the running Node when they are installed (no download needed, works offline).
+  const fs = require('fs');
+  const prefix = path.resolve(path.dirname(process.execPath), '..');
+  const nodedir =
+    process.env.npm_config_nodedir ||
+    (fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h')) ? prefix : null);
+  const gypArgs = ['rebuild', '-j', jobs, ...(nodedir ? [`--nodedir=${nodedir}`] : [])];
+  ok = gyp ? run(process.execPath, [gyp, ...gypArgs]) : run('node-gyp', gypArgs);
 } else {
   log(`unknown QK_BUILD_BACKEND '${backend}' (expected cmake or gyp)`);
   process.exit(2);

@@ -17,8 +17,8 @@
 //   e4m3fn sign-extend the byte to 16 bits, h = (v << 7) & 0xBF80 is an IEEE half whose value is 2^-8 times the
 //          e4m3fn value for every normal AND subnormal code (same mantissa width offset, exponent bias 15 vs 7);
 //          vcvtph2ps converts it exactly. The NaN codes 0x7F/0xFF (which the trick would turn into 480/256) are
-//          replaced by a half NaN under a byte compare mask. The packed panel multiplies by 256 (exact); the
-//          GEMV keeps the 2^-8 factor and the driver multiplies the sums by 256 (kGemvUnscale; exact).
+//          replaced by a half NaN under a byte compare mask. Both the packed panel and the GEMV keep the 2^-8
+//          factor and the driver multiplies the finished sums by 256 (kUnscale; exact, see dense_float_common.h).
 // GCC 12 before 12.3 reports the deliberate self-initialisation inside _mm512_undefined_*() (used by many
 // AVX-512 intrinsics) as -W(maybe-)uninitialized at every call site (GCC bug 105593); silence only that.
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
@@ -47,6 +47,7 @@ struct Policy {
   static constexpr int64_t KC = 384;
   static constexpr int64_t AS = KC + 16;
   static constexpr int64_t NT_MAX = 512;
+  static constexpr int64_t NT_MIN = 4 * NR;  // narrowest column tile the thread split may cut
 
   template <int R>
   static void kernel_rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
@@ -89,6 +90,17 @@ struct Policy {
   }
 };
 
+// dense_fp8's blocking: e4m3fn rows are 4x narrower in memory than float rows, so the float blocking's
+// 512-column tiles would read only 512 contiguous bytes per weight row (one 4 KB page per row at N = 4096),
+// too short a run for the hardware prefetchers: packing then runs at a fraction of the memory bandwidth and
+// dominates small M. Wider column tiles (up to FP8_NT columns) with shallower K blocks keep the packed block
+// at the same L2 footprint while reading long contiguous runs of every weight row.
+struct Fp8Policy : Policy {
+  static constexpr int64_t KC = FP8_KC;
+  static constexpr int64_t NT_MAX = FP8_NT;
+  static constexpr int64_t NT_MIN = FP8_NTMIN;
+};
+
 constexpr int64_t kStrip = 2048;  // GEMV column strip: its accumulators stay in L1
 
 inline __mmask16 mask16(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
@@ -116,7 +128,7 @@ struct W8 {
   const int8_t* w;
   int64_t N;
   static constexpr int64_t kGemvTmpFloats = kStrip;
-  static constexpr float kGemvUnscale = 1.0f;
+  static constexpr float kUnscale = 1.0f;
 
   const void* row_ptr(int64_t k, int64_t j0) const { return w + k * N + j0; }
   int64_t row_bytes(int64_t width) const { return width; }
@@ -184,7 +196,7 @@ struct W4 {
   static constexpr int64_t kHalf = kStrip / 2;
   // GEMV strip arrays (kHalf floats each): acc E/O, and for grouped t E/O, z E/O, s E/O.
   static constexpr int64_t kGemvTmpFloats = kGrouped ? 8 * kHalf : 2 * kHalf;
-  static constexpr float kGemvUnscale = 1.0f;
+  static constexpr float kUnscale = 1.0f;
 
   const void* row_ptr(int64_t k, int64_t j0) const { return w4 + k * rb + j0 / 2; }
   int64_t row_bytes(int64_t width) const { return (width + 1) / 2; }
@@ -342,7 +354,7 @@ struct Fp8 {
   const uint8_t* w8;
   int64_t N;
   static constexpr int64_t kGemvTmpFloats = kStrip;
-  static constexpr float kGemvUnscale = 256.0f;
+  static constexpr float kUnscale = 256.0f;
 
   const void* row_ptr(int64_t k, int64_t j0) const { return w8 + k * N + j0; }
   int64_t row_bytes(int64_t width) const { return width; }
@@ -363,9 +375,8 @@ struct Fp8 {
                                  : _mm256_maskz_loadu_epi8(mask32(cols), src);
     __m512 f0, f1;
     decode_scaled(b, &f0, &f1);
-    const __m512 k256 = _mm512_set1_ps(256.0f);
-    _mm512_store_ps(dst, _mm512_mul_ps(f0, k256));
-    _mm512_store_ps(dst + 16, _mm512_mul_ps(f1, k256));
+    _mm512_store_ps(dst, f0);  // 2^-8 * value: the driver multiplies the sums by kUnscale = 256 (exact)
+    _mm512_store_ps(dst + 16, f1);
   }
 
   template <int R, bool kTail>
@@ -462,7 +473,7 @@ Status dense_fp8(int64_t M, int64_t N, int64_t K, const float* x, float x_scale,
                  float w_scale, const float* bias, float* y, ThreadPool* pool) {
   const Fp8 fmt{w8, N};
   const Epilogue epi{Epilogue::kMultiply, nullptr, x_scale * w_scale, bias};
-  return dense_float::dense_fp8_driver<Policy>(fmt, M, N, K, x, x_scale, y, epi, pool, quantize_fp8);
+  return dense_float::dense_fp8_driver<Fp8Policy>(fmt, M, N, K, x, x_scale, y, epi, pool, quantize_fp8);
 }
 
 }  // namespace avx512

@@ -11,7 +11,7 @@
 //   e4m3fn bytes) and written as float NR-wide panels into the per-thread L2-sized scratch (KC x NT_MAX floats),
 //   which the float micro-kernel then reuses for every row of the task. The packed value of element (k, j) is
 //   exactly the float the reference multiplies by (int8/int4: the integer; grouped int4: (q - z) * s, one
-//   float32 product; fp8: the decoded e4m3fn value), so the only difference from the reference is the
+//   float32 product; fp8: 2^-8 times the decoded e4m3fn value, see kUnscale), so the only difference from the reference is the
 //   summation (FMA, and blocking order). Per-column factors (1 / w_scale, x_scale * w_scale) and the bias are
 //   applied once per output in an epilogue, after the whole K sum, in the reference's order of operations.
 //
@@ -25,13 +25,16 @@
 //   a policy P (as in sgemm_common.h): MR, NR, KC, AS, NT_MAX, kernel(rows)
 //   a format F with
 //     void pack(int64_t k, int64_t j0, int64_t cols, float* dst) const
-//         dst[0..NR) = dequantized W[k, j0 .. j0+cols), zero past cols (j0 is even, cols <= NR)
+//         dst[0..NR) = dequantized W[k, j0 .. j0+cols) / kUnscale, zero past cols (j0 is even, cols <= NR)
 //     const void* row_ptr(int64_t k, int64_t j0) const; int64_t row_bytes(int64_t width) const  (prefetch)
 //     void gemv(int64_t k0, int64_t k1, int64_t j0, int64_t j1, const float* x, float* acc, float* tmp) const
 //         acc[0 .. j1-j0) = sum_{k in [k0,k1)} x[k] * What[k, j0 + .] (overwrites; j0 is a multiple of 64);
 //         tmp: 64-byte aligned workspace of kGemvTmpFloats floats (the L1-resident column strip)
 //     static constexpr int64_t kGemvTmpFloats
-//     static constexpr float kGemvUnscale: factor the GEMV's sums must be multiplied by (1, or 256 for fp8)
+//     static constexpr float kUnscale: factor the sums of both paths must be multiplied by (1, or 256 for fp8:
+//         pack and gemv expand e4m3fn codes to 2^-8 times their value, which saves a multiply per weight; the
+//         scaled products are exact and every partial sum is a multiple of 2^-26 far from the subnormal range,
+//         so the scaled sums are exactly 2^-8 times the unscaled ones, and multiplying by 256 restores them)
 #ifndef QK_KERNELS_X86_DENSE_FLOAT_COMMON_H_
 #define QK_KERNELS_X86_DENSE_FLOAT_COMMON_H_
 
@@ -118,6 +121,8 @@ void compute_tile(const F& fmt, int64_t N, int64_t K, const float* A, float* C, 
   const int64_t width = n1 - n0;
   const int64_t npanels = ceil_div(width, NR);
   const int64_t lda = K, ldc = N;
+  const int64_t row_tiles = ceil_div(m1 - m0, MR);
+  const int64_t row_base = (m1 - m0) / row_tiles, row_extra = (m1 - m0) % row_tiles;
 
   for (int64_t p0 = 0; p0 < K; p0 += kc_block) {
     const int64_t kc = std::min(kc_block, K - p0);
@@ -136,7 +141,7 @@ void compute_tile(const F& fmt, int64_t N, int64_t K, const float* A, float* C, 
     // micro-kernel calls), so the next packing pass finds them there (see sgemm_common.h).
     const int64_t next_rows = std::min(kc_block, K - (p0 + kc));
     const int64_t row_lines = ceil_div(fmt.row_bytes(width), 64) + 1;
-    const int64_t calls = ceil_div(m1 - m0, MR) * npanels;
+    const int64_t calls = row_tiles * npanels;
     const int64_t per_call = next_rows > 0 ? ceil_div(next_rows * row_lines, calls) : 0;
     int64_t pf_row = 0, pf_line = 0;
     auto prefetch_next = [&] {
@@ -149,8 +154,10 @@ void compute_tile(const F& fmt, int64_t N, int64_t K, const float* A, float* C, 
       }
     };
 
-    for (int64_t i0 = m0; i0 < m1; i0 += MR) {
-      const int rows = static_cast<int>(std::min(MR, m1 - i0));
+    // Row micro-panels of balanced height (16 rows -> 8 + 8, not 14 + 2): a short last panel would run the
+    // micro-kernel with too few independent accumulator chains to hide the FMA latency.
+    for (int64_t t = 0, i0 = m0; t < row_tiles; ++t) {
+      const int rows = static_cast<int>(row_base + (t < row_extra ? 1 : 0));
       for (int r = 0; r < rows; ++r) {
         std::memcpy(ap + r * AS, A + (i0 + r) * lda + p0, static_cast<std::size_t>(kc) * sizeof(float));
       }
@@ -162,6 +169,7 @@ void compute_tile(const F& fmt, int64_t N, int64_t K, const float* A, float* C, 
         sgemm_common::run_panel<P>(kern, rows, cols, kc, ap, bp + jp * kc * NR, crow + jp * NR, ldc, accumulate,
                                    ct);
       }
+      i0 += rows;
     }
   }
 }
@@ -178,7 +186,7 @@ Status gemm_path(const F& fmt, int64_t M, int64_t N, int64_t K, const float* A, 
   int64_t mt = round_up(M, MR);
   int64_t nt = std::min(round_up(N, NR), P::NT_MAX);
   const int64_t target = threads > 1 ? 6 * int64_t{threads} : 1;
-  const int64_t mt_min = 4 * MR, nt_min = 4 * NR;
+  const int64_t mt_min = 4 * MR, nt_min = P::NT_MIN;
   auto count = [&] { return ceil_div(M, mt) * ceil_div(N, nt); };
   while (count() < target) {
     const bool can_m = mt >= 2 * mt_min, can_n = nt >= 2 * nt_min;
@@ -208,7 +216,13 @@ Status gemm_path(const F& fmt, int64_t M, int64_t N, int64_t K, const float* A, 
     const int64_t m0 = (t / nb) * mt, n0 = (t % nb) * nt;
     const int64_t m1 = std::min(M, m0 + mt), n1 = std::min(N, n0 + nt);
     compute_tile<P>(fmt, N, K, A, y, kc_block, m0, m1, n0, n1, scratch);
-    for (int64_t i = m0; i < m1; ++i) epi.apply(y + i * N, n0, n1 - n0);
+    for (int64_t i = m0; i < m1; ++i) {
+      if (F::kUnscale != 1.0f) {
+        float* row = y + i * N;
+        for (int64_t j = n0; j < n1; ++j) row[j] *= F::kUnscale;
+      }
+      epi.apply(y + i * N, n0, n1 - n0);
+    }
   });
   return out_of_memory.load() ? QK_STATUS_OUT_OF_MEMORY : kOk;
 }
@@ -237,7 +251,7 @@ Status gemv_path(const F& fmt, int64_t N, int64_t K, const float* x, float* y, c
     if (!partial) return QK_STATUS_OUT_OF_MEMORY;
   }
   float* const part = partial.get();
-  const float unscale = F::kGemvUnscale;
+  const float unscale = F::kUnscale;
   std::atomic<bool> out_of_memory{false};
   auto finish = [&](int64_t j0, int64_t j1) {  // sum the partials, undo the GEMV scaling, epilogue
     for (int64_t r = 1; r < nk; ++r) {
