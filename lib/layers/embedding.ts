@@ -75,7 +75,7 @@ export class Embedding extends Layer {
     this.seed = options.seed;
   }
 
-  build(_inputShape?: readonly (number | null)[]): void {
+  build(_inputShape?: unknown): void {
     const mode = this.quantizationMode;
     if (mode !== null) {
       this.quantizedBuild(mode);
@@ -331,8 +331,8 @@ export class ReversibleEmbedding extends Embedding {
    * const logits = await emb.apply(hidden, { reverse: true });
    * ```
    */
-  override async apply(inputs: Tensor, options: { reverse?: boolean } & Record<string, unknown> = {}): Promise<Tensor> {
-    if (!options.reverse) return super.apply(inputs, options);
+  override async apply(inputs: Tensor | Tensor[], options: { reverse?: boolean } & Record<string, unknown> = {}): Promise<Tensor> {
+    if (!options.reverse || Array.isArray(inputs)) return super.apply(inputs, options);
     if (!this.built) throw new InvalidArgumentError(`Layer '${this.name}' must be built (called on ids) before a reverse call`);
     const x = inputs.dtype === 'float32' ? (inputs as Tensor<'float32'>) : inputs.toFloat32();
     const D = this.outputDim;

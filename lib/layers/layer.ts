@@ -6,11 +6,12 @@
  */
 import {
   AlreadyQuantizedError,
+  CorruptFileError,
   InvalidArgumentError,
   NotBuiltError,
   UnsupportedError,
 } from '../errors';
-import { DTypePolicy, DTypePolicyMap, getDTypePolicy, Int4DTypePolicy } from '../dtype-policies';
+import { DTypePolicy, DTypePolicyMap, getDTypePolicy, Int4DTypePolicy, serializeDTypePolicy } from '../dtype-policies';
 import {
   Int4QuantizationConfig,
   QuantizationConfig,
@@ -198,11 +199,14 @@ export abstract class Layer {
     this._variables = vars;
   }
 
-  /** Creates the weights for inputs of `inputShape` (the batch dimension may be null). */
-  abstract build(inputShape: readonly (number | null)[]): void;
+  /**
+   * Creates the weights for inputs of `inputShape` (the batch dimension may be null). Layers called on several
+   * tensors receive the list of their shapes.
+   */
+  abstract build(inputShape: readonly (number | null)[] | readonly (readonly (number | null)[])[]): void;
 
-  /** Runs the float computation. */
-  abstract call(inputs: Tensor, options?: Record<string, unknown>): Promise<Tensor>;
+  /** Runs the float computation on one tensor or (multi-input layers) a list of tensors. */
+  abstract call(inputs: Tensor | Tensor[], options?: Record<string, unknown>): Promise<Tensor>;
 
   /**
    * Builds on first use, then runs `call` (or `quantizedCall` for a quantized layer), like calling a Keras layer.
@@ -211,14 +215,17 @@ export abstract class Layer {
    * const y = await new Dense({ units: 4 }).apply(x);
    * ```
    */
-  async apply(inputs: Tensor, options: Record<string, unknown> = {}): Promise<Tensor> {
-    if (!(inputs instanceof Tensor)) throw new InvalidArgumentError(`Expected a Tensor for inputs of layer '${this.name}' but received ${describe(inputs)}`);
-    if (!this.built) this.build(inputs.shape);
+  async apply(inputs: Tensor | Tensor[], options: Record<string, unknown> = {}): Promise<Tensor> {
+    const list = Array.isArray(inputs) ? inputs : [inputs];
+    if (list.length === 0 || !list.every((t) => t instanceof Tensor)) {
+      throw new InvalidArgumentError(`Expected a Tensor or an array of Tensors for inputs of layer '${this.name}' but received ${describe(inputs)}`);
+    }
+    if (!this.built) this.build(Array.isArray(inputs) ? inputs.map((t) => t.shape) : inputs.shape);
     return this.quantizationMode !== null ? this.quantizedCall(inputs, options) : this.call(inputs, options);
   }
 
   /** Runs the quantized computation; the base refuses. */
-  protected quantizedCall(_inputs: Tensor, _options?: Record<string, unknown>): Promise<Tensor> {
+  protected quantizedCall(_inputs: Tensor | Tensor[], _options?: Record<string, unknown>): Promise<Tensor> {
     return Promise.reject(
       new UnsupportedError(`Invalid quantization mode. Expected one of (${QUANTIZATION_MODES.map((m) => `'${m}'`).join(', ')}). Received: quantization_mode=${this.quantizationMode}`),
     );
@@ -286,10 +293,63 @@ export abstract class Layer {
     }
   }
 
-  /** The Keras config of the layer (`name`, `trainable`, `dtype`, plus subclass fields). */
+  /**
+   * The Keras config of the layer, JSON-ready with Keras's snake_case keys (`name`, `trainable`, `dtype` as a
+   * serialized policy, plus subclass fields). `Layer.fromConfig` of the same class rebuilds the layer.
+   * @example
+   * ```ts
+   * new Dense({ units: 4, name: 'd' }).getConfig(); // { name: 'd', trainable: true, dtype: {...}, units: 4, ... }
+   * ```
+   */
   getConfig(): Record<string, unknown> {
-    return { name: this.name, trainable: this.trainable, dtype: this._policy };
+    return { name: this.name, trainable: this.trainable, dtype: serializeDTypePolicy(this._policy) };
   }
+
+  /**
+   * Sub-layers whose weights are saved under this layer, as `[attribute name, layer]` pairs (Keras saves them
+   * under `<this layer's path>/<attribute name>/vars`). Leaf layers have none.
+   */
+  savableChildren(): Array<[string, Layer]> {
+    return [];
+  }
+
+  /**
+   * This layer's own weights in the positional order Keras saves them (`vars/0`, `vars/1`, …; spec §5.1).
+   * @example
+   * ```ts
+   * dense.saveOwnVariables().map((t) => t.shape); // [[in, units], [units]]
+   * ```
+   */
+  saveOwnVariables(): Tensor[] {
+    return this._variables.map((v) => v.value);
+  }
+
+  /**
+   * Loads weights saved by {@link Layer.saveOwnVariables} (or by Keras). The count, shapes and dtypes must match
+   * exactly; nothing is changed unless everything matches.
+   * @throws CorruptFileError naming the layer, what was expected and what was received.
+   */
+  loadOwnVariables(tensors: Tensor[]): void {
+    const vars = this._variables;
+    if (tensors.length !== vars.length) {
+      throw new CorruptFileError(
+        `Layer '${this.name}' expected ${vars.length} variables, but received ${tensors.length} variables during loading. Expected: [${vars.map((v) => `'${v.name}'`).join(', ')}]`,
+      );
+    }
+    tensors.forEach((t, i) => {
+      const v = vars[i];
+      if (!(t instanceof Tensor) || t.dtype !== v.dtype || t.shape.length !== v.shape.length || t.shape.some((d, j) => d !== v.shape[j])) {
+        throw new CorruptFileError(
+          `Expected a ${v.dtype} tensor of shape [${v.shape.join(', ')}] for variable '${v.name}' (vars/${i}) of layer '${this.name}' but received ${t instanceof Tensor ? `a ${t.dtype} tensor of shape [${t.shape.join(', ')}]` : describe(t)}`,
+        );
+      }
+    });
+    tensors.forEach((t, i) => (vars[i] as Variable).assign(t as never));
+    this.afterLoad();
+  }
+
+  /** Hook run after weights were loaded (e.g. to refresh derived, cached state). */
+  protected afterLoad(): void {}
 
   /** A short description. */
   toString(): string {
