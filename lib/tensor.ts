@@ -302,7 +302,13 @@ export function tensor<D extends DType = 'float32'>(data: TensorLike, shape?: re
   return new Tensor(dt, shape ?? [data.length], data as DTypeContainerMap[D]);
 }
 
-/** Round half to even, the one rounding rule quantkit uses. */
+/**
+ * Round half to even, the one rounding rule quantkit uses.
+ * @example
+ * ```ts
+ * [0.5, 1.5, 2.5, -2.5].map(roundHalfEven); // [0, 2, 2, -2]
+ * ```
+ */
 export function roundHalfEven(x: number): number {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;

@@ -89,7 +89,14 @@ export function analyzeEinsum(equation: string, inputRank: number): EinsumPlan {
   };
 }
 
-/** Permutes a row-major tensor's data by `perm` (output axis i = input axis perm[i]). */
+/**
+ * Permutes a row-major tensor's data by `perm` (output axis i = input axis perm[i]); returns the input itself for
+ * the identity permutation.
+ * @example
+ * ```ts
+ * permute(new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3], [1, 0]); // [1, 4, 2, 5, 3, 6]
+ * ```
+ */
 export function permute<T extends Float32Array | Int8Array | Uint8Array>(data: T, shape: readonly number[], perm: readonly number[]): T {
   const rank = shape.length;
   const identity = perm.every((p, i) => p === i);

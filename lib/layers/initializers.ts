@@ -10,7 +10,13 @@ export type Initializer = 'glorot_uniform' | 'zeros' | 'ones' | 'uniform' | 'ran
 
 let globalSeed = 1337;
 
-/** A seeded uniform generator in [0, 1) (mulberry32). */
+/**
+ * A seeded uniform generator in [0, 1) (mulberry32).
+ * @example
+ * ```ts
+ * const r = seededRandom(42); r(); // deterministic value in [0, 1)
+ * ```
+ */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {

@@ -29,7 +29,6 @@ struct Policy {
   static constexpr int64_t KC = 384;
   static constexpr int64_t AS = KC + 16;
   static constexpr int64_t NT_MAX = 512;
-  static constexpr int64_t NT_MIN = 4 * NR;  // narrowest column tile the thread split may cut
 
   template <int R>
   static void kernel_rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
@@ -68,17 +67,6 @@ struct Policy {
                                            kernel_rows<4>, kernel_rows<5>, kernel_rows<6>};
     return table[rows - 1];
   }
-};
-
-// dense_fp8's blocking: e4m3fn rows are 4x narrower in memory than float rows, so the float blocking's
-// 512-column tiles would read only 512 contiguous bytes per weight row (one 4 KB page per row at N = 4096),
-// too short a run for the hardware prefetchers: packing then runs at a fraction of the memory bandwidth and
-// dominates small M. Wider column tiles (up to FP8_NT columns) with shallower K blocks keep the packed block
-// at the same L2 footprint while reading long contiguous runs of every weight row.
-struct Fp8Policy : Policy {
-  static constexpr int64_t KC = FP8_KC;
-  static constexpr int64_t NT_MAX = FP8_NT;
-  static constexpr int64_t NT_MIN = FP8_NTMIN;
 };
 
 constexpr int64_t kStrip = 2048;  // GEMV column strip: its accumulators stay in L1
@@ -438,7 +426,7 @@ Status dense_fp8(int64_t M, int64_t N, int64_t K, const float* x, float x_scale,
                  float w_scale, const float* bias, float* y, ThreadPool* pool) {
   const Fp8 fmt{w8, N};
   const Epilogue epi{Epilogue::kMultiply, nullptr, x_scale * w_scale, bias};
-  return dense_float::dense_fp8_driver<Fp8Policy>(fmt, M, N, K, x, x_scale, y, epi, pool, quantize_fp8);
+  return dense_float::dense_fp8_driver<Policy>(fmt, M, N, K, x, x_scale, y, epi, pool, quantize_fp8);
 }
 
 }  // namespace avx2

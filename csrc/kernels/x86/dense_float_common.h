@@ -186,7 +186,7 @@ Status gemm_path(const F& fmt, int64_t M, int64_t N, int64_t K, const float* A, 
   int64_t mt = round_up(M, MR);
   int64_t nt = std::min(round_up(N, NR), P::NT_MAX);
   const int64_t target = threads > 1 ? 6 * int64_t{threads} : 1;
-  const int64_t mt_min = 4 * MR, nt_min = P::NT_MIN;
+  const int64_t mt_min = 4 * MR, nt_min = 4 * NR;
   auto count = [&] { return ceil_div(M, mt) * ceil_div(N, nt); };
   while (count() < target) {
     const bool can_m = mt >= 2 * mt_min, can_n = nt >= 2 * nt_min;
