@@ -16,7 +16,7 @@ import {
   Quantizer,
 } from '../quantizers';
 import { Tensor, describe } from '../tensor';
-import { blockSizeFor, projectQuantized, QuantState, quantizeKernel2D } from './dense-core';
+import { blockSizeFor, emptyQuantState, projectQuantized, QuantState, quantizeKernel2D } from './dense-core';
 import { initialize, Initializer } from './initializers';
 import { Layer, LayerOptions } from './layer';
 import { Variable } from './variable';
@@ -281,17 +281,8 @@ export class ReversibleEmbedding extends Embedding {
   protected override quantizedBuildExtra(mode: 'int8' | 'int4', block: number | null): void {
     this.reverseQuantizer = QuantizationConfig.activationQuantizerOrDefault(this.quantizationConfig, mode === 'int8' ? new AbsMaxQuantizer() : null);
     if (this.tieWeights) return;
-    const [D, V] = [this.outputDim, this.inputDim];
-    let st: QuantState;
-    if (mode === 'int8') st = { mode, kernel: new Tensor('int8', [D, V]), scale: new Tensor('float32', [V], new Float32Array(V).fill(1)) };
-    else if (block === null) st = { mode, blockSize: null, kernel: new Tensor('int8', [D, Math.ceil(V / 2)]), scale: new Tensor('float32', [V], new Float32Array(V).fill(1)) };
-    else {
-      const G = Math.ceil(D / block);
-      const g = new Float32Array(D);
-      for (let i = 0; i < D; i++) g[i] = Math.floor(i / block);
-      st = { mode, blockSize: block, kernel: new Tensor('int8', [D, Math.ceil(V / 2)]), scale: new Tensor('float32', [G, V], new Float32Array(G * V).fill(1)), zero: new Tensor('int8', [G, V]), gIdx: new Tensor('float32', [D], g) };
-    }
-    this.installReverse(st);
+    // the untied projection is a [dim, vocab] kernel quantized like a Dense kernel
+    this.installReverse(emptyQuantState(this.outputDim, this.inputDim, mode, block));
   }
 
   private installReverse(st: QuantState): void {
