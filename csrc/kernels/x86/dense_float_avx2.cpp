@@ -1,7 +1,7 @@
 // quantkit — weight-only quantized Dense forwards, AVX2 + FMA + F16C variant (dense_w8, dense_w4, dense_w4g,
-// dense_fp8). Blocking, threading and the two paths are in dense_float_common.h; this file supplies the
-// micro-kernel (6 x 16, as sgemm_avx2.cpp) and the in-register expansion of each weight format. The tricks
-// are those of dense_float_avx512.cpp (see there), at 8 lanes:
+// dense_fp8). Blocking, threading and the two paths are in dense_float_common.h; the 6 x 16 micro-kernel is
+// sgemm's (sgemm_avx2_kernels.h). This file supplies the in-register expansion of each weight format. The
+// tricks are those of dense_float_avx512.cpp (see there), at 8 lanes:
 //   int8   vpmovsxbd + vcvtdq2ps;
 //   int4   sign-extended byte v: high nibble v >> 4, low nibble (v << 28) >> 28 (arithmetic shifts); the GEMV
 //          keeps even/odd columns in separate L1 strip arrays, the packed panel interleaves them;
@@ -14,6 +14,7 @@
 
 #include "dense_float_common.h"
 #include "qk/kernels.h"
+#include "sgemm_avx2_kernels.h"
 
 namespace qk {
 namespace avx2 {
@@ -21,53 +22,10 @@ namespace {
 
 using dense_float::Epilogue;
 using sgemm_common::ceil_div;
-using sgemm_common::KernelFn;
 
-struct Policy {
-  static constexpr int64_t MR = 6;
-  static constexpr int64_t NR = 16;
-  static constexpr int64_t KC = 384;
-  static constexpr int64_t AS = KC + 16;
-  static constexpr int64_t NT_MAX = 512;
-
-  template <int R>
-  static void kernel_rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
-    __m256 c0[R], c1[R];
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-      if (accumulate) {
-        c0[r] = _mm256_loadu_ps(c + r * ldc);
-        c1[r] = _mm256_loadu_ps(c + r * ldc + 8);
-      } else {
-        c0[r] = _mm256_setzero_ps();
-        c1[r] = _mm256_setzero_ps();
-      }
-    }
-    for (int64_t k = 0; k < kc; ++k) {
-      const __m256 b0 = _mm256_load_ps(b);
-      const __m256 b1 = _mm256_load_ps(b + 8);
-#pragma GCC unroll 6
-      for (int r = 0; r < R; ++r) {
-        const __m256 av = _mm256_broadcast_ss(a + r * AS);
-        c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
-        c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
-      }
-      a += 1;
-      b += NR;
-    }
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-      _mm256_storeu_ps(c + r * ldc, c0[r]);
-      _mm256_storeu_ps(c + r * ldc + 8, c1[r]);
-    }
-  }
-
-  static KernelFn kernel(int rows) {
-    static constexpr KernelFn table[MR] = {kernel_rows<1>, kernel_rows<2>, kernel_rows<3>,
-                                           kernel_rows<4>, kernel_rows<5>, kernel_rows<6>};
-    return table[rows - 1];
-  }
-};
+// The float32 GEMM micro-kernel and blocking constants: the same 6 x 16 register tile as sgemm, from
+// sgemm_avx2_kernels.h.
+using Policy = SgemmTile;
 
 constexpr int64_t kStrip = 2048;  // GEMV column strip: its accumulators stay in L1
 

@@ -1,7 +1,7 @@
 // quantkit — weight-only quantized Dense forwards, AVX-512 variant (dense_w8, dense_w4, dense_w4g, dense_fp8).
 // The blocking, threading and the two paths (M >= 2 dequantize-into-packed-panel GEMM, M == 1 streaming GEMV)
-// are in dense_float_common.h; this file supplies the micro-kernel and, per weight format, the in-register
-// expansion of 16/32 stored weights into float lanes.
+// are in dense_float_common.h; the 14 x 32 micro-kernel is sgemm's (sgemm_avx512_kernels.h). This file
+// supplies, per weight format, the in-register expansion of 16/32 stored weights into float lanes.
 //
 // Expansion tricks (all exact):
 //   int8   vpmovsxbd + vcvtdq2ps.
@@ -31,6 +31,7 @@
 
 #include "dense_float_common.h"
 #include "qk/kernels.h"
+#include "sgemm_avx512_kernels.h"
 
 namespace qk {
 namespace avx512 {
@@ -38,56 +39,10 @@ namespace {
 
 using dense_float::Epilogue;
 using sgemm_common::ceil_div;
-using sgemm_common::KernelFn;
 
-// The float32 GEMM micro-kernel (the same 14 x 32 register tile as sgemm_avx512.cpp: 28 zmm accumulators).
-struct Policy {
-  static constexpr int64_t MR = 14;
-  static constexpr int64_t NR = 32;
-  static constexpr int64_t KC = 384;
-  static constexpr int64_t AS = KC + 16;
-  static constexpr int64_t NT_MAX = 512;
-
-  template <int R>
-  static void kernel_rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
-    __m512 c0[R], c1[R];
-#pragma GCC unroll 14
-    for (int r = 0; r < R; ++r) {
-      if (accumulate) {
-        c0[r] = _mm512_loadu_ps(c + r * ldc);
-        c1[r] = _mm512_loadu_ps(c + r * ldc + 16);
-      } else {
-        c0[r] = _mm512_setzero_ps();
-        c1[r] = _mm512_setzero_ps();
-      }
-    }
-    for (int64_t k = 0; k < kc; ++k) {
-      const __m512 b0 = _mm512_load_ps(b);
-      const __m512 b1 = _mm512_load_ps(b + 16);
-#pragma GCC unroll 14
-      for (int r = 0; r < R; ++r) {
-        const __m512 av = _mm512_set1_ps(a[r * AS]);
-        c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
-        c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
-      }
-      a += 1;
-      b += NR;
-    }
-#pragma GCC unroll 14
-    for (int r = 0; r < R; ++r) {
-      _mm512_storeu_ps(c + r * ldc, c0[r]);
-      _mm512_storeu_ps(c + r * ldc + 16, c1[r]);
-    }
-  }
-
-  static KernelFn kernel(int rows) {
-    static constexpr KernelFn table[MR] = {
-        kernel_rows<1>,  kernel_rows<2>,  kernel_rows<3>,  kernel_rows<4>,  kernel_rows<5>,
-        kernel_rows<6>,  kernel_rows<7>,  kernel_rows<8>,  kernel_rows<9>,  kernel_rows<10>,
-        kernel_rows<11>, kernel_rows<12>, kernel_rows<13>, kernel_rows<14>};
-    return table[rows - 1];
-  }
-};
+// The float32 GEMM micro-kernel and blocking constants: the same 14 x 32 register tile as sgemm, from
+// sgemm_avx512_kernels.h.
+using Policy = SgemmTile;
 
 constexpr int64_t kStrip = 2048;  // GEMV column strip: its accumulators stay in L1
 

@@ -1,8 +1,9 @@
 // quantkit — ISA-independent driver of the weight-only quantized Dense forwards (dense_w8, dense_w4, dense_w4g,
 // dense_fp8), private to dense_float_avx2.cpp / dense_float_avx512.cpp.
 //
-// Like sgemm_common.h (whose helpers it reuses: per-thread scratch, task runner, staged edge panels), everything
-// lives in an anonymous namespace, so each ISA translation unit gets its own copy compiled with its own flags.
+// Like sgemm_common.h (whose helpers it reuses: per-thread scratch and its layout, K blocking, task grid, task
+// runner, next-block prefetcher, staged edge panels), everything lives in an anonymous namespace, so each ISA
+// translation unit gets its own copy compiled with its own flags.
 //
 // The quantized weights are never expanded to a float copy of the kernel. Two paths:
 //
@@ -59,6 +60,7 @@ using sgemm_common::ceil_div;
 using sgemm_common::KernelFn;
 using sgemm_common::round_up;
 using sgemm_common::run_tasks;
+using sgemm_common::scratch_floats;
 
 // How the float sum acc[i][j] becomes y[i][j] (the reference's order of operations, one rounding each).
 struct Epilogue {
@@ -100,24 +102,16 @@ struct Epilogue {
   }
 };
 
-// Scratch layout of one GEMM task (as sgemm_common.h): [packed B block][A micro-panel][staging tile].
-template <class P>
-constexpr int64_t a_area_floats() {
-  return round_up(P::MR * P::AS, 16);
-}
-template <class P>
-constexpr std::size_t scratch_floats() {
-  return static_cast<std::size_t>(P::KC * P::NT_MAX + a_area_floats<P>() + round_up(P::MR * P::NR, 16));
-}
-
 // Computes the task y[m0:m1, n0:n1] (before the epilogue) over all of K. A is x (or the fp8-quantized x).
 template <class P, class F>
 void compute_tile(const F& fmt, int64_t N, int64_t K, const float* A, float* C, int64_t kc_block, int64_t m0,
                   int64_t m1, int64_t n0, int64_t n1, float* scratch) {
   constexpr int64_t MR = P::MR, NR = P::NR, AS = P::AS;
-  float* const bp = scratch;
-  float* const ap = bp + P::KC * P::NT_MAX;
-  float* const ct = ap + a_area_floats<P>();
+  // Scratch layout of one GEMM task as in sgemm_common.h: [packed B block][A micro-panel][staging tile].
+  const sgemm_common::TileBuffers buf = sgemm_common::tile_buffers<P>(scratch);
+  float* const bp = buf.bp;
+  float* const ap = buf.ap;
+  float* const ct = buf.ct;
   const int64_t width = n1 - n0;
   const int64_t npanels = ceil_div(width, NR);
   const int64_t lda = K, ldc = N;
@@ -139,20 +133,10 @@ void compute_tile(const F& fmt, int64_t N, int64_t K, const float* A, float* C, 
 
     // Prefetch the next K block's weight rows into L2 while this block is computed (spread over the
     // micro-kernel calls), so the next packing pass finds them there (see sgemm_common.h).
-    const int64_t next_rows = std::min(kc_block, K - (p0 + kc));
-    const int64_t row_lines = ceil_div(fmt.row_bytes(width), 64) + 1;
-    const int64_t calls = row_tiles * npanels;
-    const int64_t per_call = next_rows > 0 ? ceil_div(next_rows * row_lines, calls) : 0;
-    int64_t pf_row = 0, pf_line = 0;
-    auto prefetch_next = [&] {
-      for (int64_t q = 0; q < per_call && pf_row < next_rows; ++q) {
-        __builtin_prefetch(static_cast<const char*>(fmt.row_ptr(p0 + kc + pf_row, n0)) + pf_line * 64, 0, 2);
-        if (++pf_line == row_lines) {
-          pf_line = 0;
-          ++pf_row;
-        }
-      }
-    };
+    const auto next_row = [&](int64_t r) { return fmt.row_ptr(p0 + kc + r, n0); };
+    sgemm_common::NextBlockPrefetcher<decltype(next_row)> prefetch(std::min(kc_block, K - (p0 + kc)),
+                                                                   fmt.row_bytes(width), row_tiles * npanels,
+                                                                   next_row);
 
     // Row micro-panels of balanced height (16 rows -> 8 + 8, not 14 + 2): a short last panel would run the
     // micro-kernel with too few independent accumulator chains to hide the FMA latency.
@@ -165,7 +149,7 @@ void compute_tile(const F& fmt, int64_t N, int64_t K, const float* A, float* C, 
       float* crow = C + i0 * ldc + n0;
       for (int64_t jp = 0; jp < npanels; ++jp) {
         const int64_t cols = std::min(NR, width - jp * NR);
-        prefetch_next();
+        prefetch.step();
         sgemm_common::run_panel<P>(kern, rows, cols, kc, ap, bp + jp * kc * NR, crow + jp * NR, ldc, accumulate,
                                    ct);
       }
@@ -178,36 +162,14 @@ void compute_tile(const F& fmt, int64_t N, int64_t K, const float* A, float* C, 
 template <class P, class F>
 Status gemm_path(const F& fmt, int64_t M, int64_t N, int64_t K, const float* A, float* y, const Epilogue& epi,
                  ThreadPool* pool, int threads) {
-  constexpr int64_t MR = P::MR, NR = P::NR;
-  const int64_t kblocks = ceil_div(K, P::KC);
-  const int64_t kc_block = std::min<int64_t>(P::KC, round_up(ceil_div(K, kblocks), 8));
+  const int64_t kc_block = sgemm_common::k_block_size<P>(K);
   std::atomic<bool> out_of_memory{false};
 
-  int64_t mt = round_up(M, MR);
-  int64_t nt = std::min(round_up(N, NR), P::NT_MAX);
-  const int64_t target = threads > 1 ? 6 * int64_t{threads} : 1;
-  const int64_t mt_min = 4 * MR, nt_min = 4 * NR;
-  auto count = [&] { return ceil_div(M, mt) * ceil_div(N, nt); };
-  while (count() < target) {
-    const bool can_m = mt >= 2 * mt_min, can_n = nt >= 2 * nt_min;
-    if (can_m && (mt >= nt || !can_n)) {
-      mt = round_up(ceil_div(mt, 2), MR);
-    } else if (can_n) {
-      nt = round_up(ceil_div(nt, 2), NR);
-    } else if (mt > MR && count() < threads) {
-      mt = round_up(ceil_div(mt, 2), MR);
-    } else if (nt > NR && count() < threads) {
-      nt = round_up(ceil_div(nt, 2), NR);
-    } else {
-      break;
-    }
-  }
-  mt = round_up(ceil_div(M, ceil_div(M, mt)), MR);
-  nt = round_up(ceil_div(N, ceil_div(N, nt)), NR);  // a multiple of NR, hence even (int4 byte alignment)
-  const int64_t mb = ceil_div(M, mt);
-  const int64_t nb = ceil_div(N, nt);
+  // nt is a multiple of NR, hence even: every task starts on an int4 byte boundary.
+  const sgemm_common::TaskGrid grid = sgemm_common::split_tasks<P>(M, N, threads);
+  const int64_t mt = grid.mt, nt = grid.nt, nb = grid.nb;
 
-  run_tasks(pool, threads, mb * nb, [&](int64_t t) {
+  run_tasks(pool, threads, grid.mb * nb, [&](int64_t t) {
     float* scratch = sgemm_common::thread_scratch(scratch_floats<P>());
     if (scratch == nullptr) {
       out_of_memory.store(true, std::memory_order_relaxed);

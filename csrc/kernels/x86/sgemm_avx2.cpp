@@ -1,68 +1,22 @@
 // quantkit — float32 GEMM, AVX2 + FMA variant (see sgemm_common.h for the blocking, packing and threading).
 //
-// Micro-kernel: 6 rows x 16 columns = 12 ymm accumulators, 2 ymm for the B row, 1 for the broadcast A value
-// (15 of the 16 ymm registers). Per k step: 2 aligned B loads, 6 broadcasts, 12 FMAs (6 cycles on two FMA
-// ports); 12 independent chains cover the FMA latency.
+// Micro-kernel: 6 rows x 16 columns, in sgemm_avx2_kernels.h (shared with dense_float_avx2.cpp).
 // M == 1 (GEMV) streams four rows of B at a time through a column strip of C held in L1.
 #include <immintrin.h>
 
 #include <cmath>
 
 #include "qk/kernels.h"
+#include "sgemm_avx2_kernels.h"
 #include "sgemm_common.h"
 
 namespace qk {
 namespace avx2 {
 namespace {
 
-using sgemm_common::KernelFn;
-
-struct Policy {
-  static constexpr int64_t MR = 6;
-  static constexpr int64_t NR = 16;
-  static constexpr int64_t KC = 384;
-  static constexpr int64_t AS = KC + 16;  // 1600-byte row stride: the rows fall in different L1 sets
-  static constexpr int64_t NT_MAX = 512;  // packed B block <= 384 x 512 floats = 768 KB
-
-  // C[R x NR] (+)= A[R x kc] * B[kc x NR] (see KernelFn in sgemm_common.h).
-  template <int R>
-  static void kernel_rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
-    __m256 c0[R], c1[R];
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-      if (accumulate) {
-        c0[r] = _mm256_loadu_ps(c + r * ldc);
-        c1[r] = _mm256_loadu_ps(c + r * ldc + 8);
-      } else {
-        c0[r] = _mm256_setzero_ps();
-        c1[r] = _mm256_setzero_ps();
-      }
-    }
-    for (int64_t k = 0; k < kc; ++k) {
-      const __m256 b0 = _mm256_load_ps(b);
-      const __m256 b1 = _mm256_load_ps(b + 8);
-#pragma GCC unroll 6
-      for (int r = 0; r < R; ++r) {
-        const __m256 av = _mm256_broadcast_ss(a + r * AS);
-        c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
-        c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
-      }
-      a += 1;
-      b += NR;
-    }
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-      _mm256_storeu_ps(c + r * ldc, c0[r]);
-      _mm256_storeu_ps(c + r * ldc + 8, c1[r]);
-    }
-  }
-
-  static KernelFn kernel(int rows) {
-    static constexpr KernelFn table[MR] = {kernel_rows<1>, kernel_rows<2>, kernel_rows<3>,
-                                           kernel_rows<4>, kernel_rows<5>, kernel_rows<6>};
-    return table[rows - 1];
-  }
-
+// The blocking constants and the 6 x 16 micro-kernel come from sgemm_avx2_kernels.h (shared with
+// dense_float_avx2.cpp); the packing copy and the GEMV are sgemm-specific.
+struct Policy : SgemmTile {
   static void copy_nr(float* dst, const float* src) {
     _mm256_store_ps(dst, _mm256_loadu_ps(src));
     _mm256_store_ps(dst + 8, _mm256_loadu_ps(src + 8));

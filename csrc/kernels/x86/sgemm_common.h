@@ -121,6 +121,95 @@ constexpr std::size_t scratch_floats() {
   return static_cast<std::size_t>(P::KC * P::NT_MAX + a_area_floats<P>() + round_up(P::MR * P::NR, 16));
 }
 
+// The three parts of one task's scratch buffer (layout above).
+struct TileBuffers {
+  float* bp;  // packed B block, KC x NT_MAX
+  float* ap;  // A micro-panel, MR rows of stride AS
+  float* ct;  // staging tile for edge panels, MR x NR
+};
+template <class P>
+inline TileBuffers tile_buffers(float* scratch) {
+  float* const ap = scratch + P::KC * P::NT_MAX;
+  return TileBuffers{scratch, ap, ap + a_area_floats<P>()};
+}
+
+// K block size for a depth of K (K >= 1): blocks of (nearly) equal size, a multiple of 8 and at most P::KC.
+template <class P>
+inline int64_t k_block_size(int64_t K) {
+  const int64_t kblocks = ceil_div(K, P::KC);
+  return std::min<int64_t>(P::KC, round_up(ceil_div(K, kblocks), 8));
+}
+
+// The task grid of an M x N output: mb x nb rectangles of mt rows x nt columns (the last row / column of
+// rectangles may be smaller). mt is a multiple of P::MR, nt a multiple of P::NR and at most P::NT_MAX.
+struct TaskGrid {
+  int64_t mt, nt;
+  int64_t mb, nb;
+};
+
+// Start with the widest column tile and all rows, then halve the larger side until there are about 6 tasks per
+// thread, keeping tiles at least 4 micro-tiles on a side. Several tasks per thread let the dynamic hand-out
+// balance the load when a core is also busy with other work (the machine may be shared); smaller tasks repack
+// more of A and B, which costs a few percent at most at the minimum size.
+template <class P>
+TaskGrid split_tasks(int64_t M, int64_t N, int threads) {
+  constexpr int64_t MR = P::MR, NR = P::NR;
+  int64_t mt = round_up(M, MR);
+  int64_t nt = std::min(round_up(N, NR), P::NT_MAX);
+  const int64_t target = threads > 1 ? 6 * int64_t{threads} : 1;
+  const int64_t mt_min = 4 * MR, nt_min = 4 * NR;
+  auto count = [&] { return ceil_div(M, mt) * ceil_div(N, nt); };
+  while (count() < target) {
+    const bool can_m = mt >= 2 * mt_min, can_n = nt >= 2 * nt_min;
+    if (can_m && (mt >= nt || !can_n)) {
+      mt = round_up(ceil_div(mt, 2), MR);
+    } else if (can_n) {
+      nt = round_up(ceil_div(nt, 2), NR);
+    } else if (mt > MR && count() < threads) {  // tiny problem: still give every thread something
+      mt = round_up(ceil_div(mt, 2), MR);
+    } else if (nt > NR && count() < threads) {
+      nt = round_up(ceil_div(nt, 2), NR);
+    } else {
+      break;
+    }
+  }
+  // Even out the tiles (same count, sizes differing by at most one micro-tile).
+  mt = round_up(ceil_div(M, ceil_div(M, mt)), MR);
+  nt = round_up(ceil_div(N, ceil_div(N, nt)), NR);
+  return TaskGrid{mt, nt, ceil_div(M, mt), ceil_div(N, nt)};
+}
+
+// Prefetches the next K block's rows of B into L2 while the current block is computed, spread evenly over the
+// `calls` micro-kernel calls of the block (call step() before each), so that packing the next block finds them
+// there (matters when M is small and B streams from DRAM). row(r) is the address of the first byte to fetch
+// of the next block's row r; each row is fetched as ceil(row_bytes / 64) + 1 cache lines (+1: the run need
+// not start at a line boundary).
+template <class RowAddr>
+class NextBlockPrefetcher {
+ public:
+  NextBlockPrefetcher(int64_t rows, int64_t row_bytes, int64_t calls, const RowAddr& row)
+      : rows_(rows),
+        row_lines_(ceil_div(row_bytes, 64) + 1),
+        per_call_(rows > 0 ? ceil_div(rows * row_lines_, calls) : 0),
+        row_(row) {}
+
+  void step() {
+    for (int64_t q = 0; q < per_call_ && pf_row_ < rows_; ++q) {
+      const void* const row = row_(pf_row_);
+      __builtin_prefetch(static_cast<const char*>(row) + pf_line_ * 64, 0, 2);
+      if (++pf_line_ == row_lines_) {
+        pf_line_ = 0;
+        ++pf_row_;
+      }
+    }
+  }
+
+ private:
+  const int64_t rows_, row_lines_, per_call_;
+  const RowAddr row_;
+  int64_t pf_row_ = 0, pf_line_ = 0;
+};
+
 // Runs a packed-B kernel on a panel of `cols` valid columns: in place when cols == NR, otherwise through the
 // staging tile `ct` so that nothing past column N is read or written.
 template <class P>
@@ -145,9 +234,10 @@ template <class P>
 void compute_tile(const GemmArgs& g, int64_t kc_block, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
                   float* scratch) {
   constexpr int64_t MR = P::MR, NR = P::NR, AS = P::AS;
-  float* const bp = scratch;
-  float* const ap = bp + P::KC * P::NT_MAX;
-  float* const ct = ap + a_area_floats<P>();
+  const TileBuffers buf = tile_buffers<P>(scratch);
+  float* const bp = buf.bp;
+  float* const ap = buf.ap;
+  float* const ct = buf.ct;
   const int64_t width = n1 - n0;
   const int64_t npanels = ceil_div(width, NR);
 
@@ -171,22 +261,12 @@ void compute_tile(const GemmArgs& g, int64_t kc_block, int64_t m0, int64_t m1, i
     }
 
     // While this block is computed, prefetch the next K block's rows of B into L2, a few lines before each
-    // kernel call, so that packing it finds them there (matters when M is small and B streams from DRAM).
-    const int64_t next_rows = std::min(kc_block, g.K - (p0 + kc));
-    const int64_t row_lines = ceil_div(width * int64_t{sizeof(float)}, 64) + 1;
-    const int64_t calls = ceil_div(m1 - m0, MR) * npanels;
-    const int64_t per_call = next_rows > 0 ? ceil_div(next_rows * row_lines, calls) : 0;
-    int64_t pf_row = 0, pf_line = 0;
-    const char* const pf_base = reinterpret_cast<const char*>(g.B + (p0 + kc) * g.ldb + n0);
-    auto prefetch_next = [&] {
-      for (int64_t q = 0; q < per_call && pf_row < next_rows; ++q) {
-        __builtin_prefetch(pf_base + pf_row * g.ldb * int64_t{sizeof(float)} + pf_line * 64, 0, 2);
-        if (++pf_line == row_lines) {
-          pf_line = 0;
-          ++pf_row;
-        }
-      }
-    };
+    // kernel call.
+    const float* const next_b = g.B + (p0 + kc) * g.ldb + n0;
+    const auto next_row = [&](int64_t r) { return next_b + r * g.ldb; };
+    NextBlockPrefetcher<decltype(next_row)> prefetch(std::min(kc_block, g.K - (p0 + kc)),
+                                                     width * int64_t{sizeof(float)},
+                                                     ceil_div(m1 - m0, MR) * npanels, next_row);
 
     for (int64_t i0 = m0; i0 < m1; i0 += MR) {
       const int rows = static_cast<int>(std::min(MR, m1 - i0));
@@ -197,7 +277,7 @@ void compute_tile(const GemmArgs& g, int64_t kc_block, int64_t m0, int64_t m1, i
       float* crow = g.C + i0 * g.ldc + n0;
       for (int64_t jp = 0; jp < npanels; ++jp) {
         const int64_t cols = std::min(NR, width - jp * NR);
-        prefetch_next();
+        prefetch.step();
         run_panel<P>(kern, rows, cols, kc, ap, bp + jp * kc * NR, crow + jp * NR, g.ldc, accumulate, ct);
       }
     }
@@ -217,7 +297,6 @@ void run_tasks(ThreadPool* pool, int threads, int64_t n, const Fn& fn) {
 template <class P>
 Status sgemm_driver(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                     float* C, int64_t ldc, ThreadPool* pool) {
-  constexpr int64_t MR = P::MR, NR = P::NR;
   if (M <= 0 || N <= 0) return kOk;
   if (K <= 0) {  // empty sum
     for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, static_cast<std::size_t>(N) * sizeof(float));
@@ -242,42 +321,15 @@ Status sgemm_driver(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
     return kOk;
   }
 
-  // K blocks of (nearly) equal size, a multiple of 8 and at most KC.
-  const int64_t kblocks = ceil_div(K, P::KC);
-  const int64_t kc_block = std::min<int64_t>(P::KC, round_up(ceil_div(K, kblocks), 8));
+  const int64_t kc_block = k_block_size<P>(K);
   const GemmArgs g{M, N, K, A, lda, B, ldb, C, ldc};
   std::atomic<bool> out_of_memory{false};
 
-  // Task rectangles: start with the widest column tile and all rows, then halve the larger side until there
-  // are about 6 tasks per thread, keeping tiles at least 4 micro-tiles on a side. Several tasks per thread
-  // let the dynamic hand-out balance the load when a core is also busy with other work (the machine may be
-  // shared); smaller tasks repack more of A and B, which costs a few percent at most at the minimum size.
-  int64_t mt = round_up(M, MR);
-  int64_t nt = std::min(round_up(N, NR), P::NT_MAX);
-  const int64_t target = threads > 1 ? 6 * int64_t{threads} : 1;
-  const int64_t mt_min = 4 * MR, nt_min = 4 * NR;
-  auto count = [&] { return ceil_div(M, mt) * ceil_div(N, nt); };
-  while (count() < target) {
-    const bool can_m = mt >= 2 * mt_min, can_n = nt >= 2 * nt_min;
-    if (can_m && (mt >= nt || !can_n)) {
-      mt = round_up(ceil_div(mt, 2), MR);
-    } else if (can_n) {
-      nt = round_up(ceil_div(nt, 2), NR);
-    } else if (mt > MR && count() < threads) {  // tiny problem: still give every thread something
-      mt = round_up(ceil_div(mt, 2), MR);
-    } else if (nt > NR && count() < threads) {
-      nt = round_up(ceil_div(nt, 2), NR);
-    } else {
-      break;
-    }
-  }
-  // Even out the tiles (same count, sizes differing by at most one micro-tile).
-  mt = round_up(ceil_div(M, ceil_div(M, mt)), MR);
-  nt = round_up(ceil_div(N, ceil_div(N, nt)), NR);
-  const int64_t mb = ceil_div(M, mt);
-  const int64_t nb = ceil_div(N, nt);
+  // Task rectangles (see split_tasks), handed out dynamically.
+  const TaskGrid grid = split_tasks<P>(M, N, threads);
+  const int64_t mt = grid.mt, nt = grid.nt, nb = grid.nb;
 
-  run_tasks(pool, threads, mb * nb, [&](int64_t t) {
+  run_tasks(pool, threads, grid.mb * nb, [&](int64_t t) {
     float* scratch = thread_scratch(scratch_floats<P>());
     if (scratch == nullptr) {
       out_of_memory.store(true, std::memory_order_relaxed);
