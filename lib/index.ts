@@ -29,3 +29,4 @@ export type { DenseWeights, DenseForwardOptions, ActivationQuant } from './ops/d
 export * from './quantizers';
 export * from './dtype-policies';
 export * from './layers';
+export * from './models';
