@@ -30,3 +30,6 @@ export * from './quantizers';
 export * from './dtype-policies';
 export * from './layers';
 export * from './models';
+export * from './io';
+export { saveModel, loadModel, saveWeights, loadWeights, modelToKerasBytes, weightsTree, applyWeightsTree, KERAS_FORMAT_VERSION } from './io/keras';
+export type { LoadModelOptions } from './io/keras';

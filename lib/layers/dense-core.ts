@@ -18,6 +18,7 @@ import {
   Quantizer,
 } from '../quantizers';
 import { Tensor } from '../tensor';
+import type { Variable } from './variable';
 
 /** Keras AMAX history length of float8 policies. */
 export const FLOAT8_HISTORY = 1024;
@@ -141,6 +142,7 @@ export async function projectQuantized(
   cols: number,
   bias: Float32Array | null,
   inputsQuantizer: Quantizer | null,
+  float8InputScale: number | null = null,
 ): Promise<Tensor<'float32'>> {
   const grouped = state.mode === 'int4' && state.blockSize !== null;
   const usesActivations = (state.mode === 'int8' || (state.mode === 'int4' && !grouped)) && inputsQuantizer !== null;
@@ -148,7 +150,8 @@ export async function projectQuantized(
     const act = usesActivations
       ? { valueRange: (inputsQuantizer as AbsMaxQuantizer).valueRange as [number, number], epsilon: (inputsQuantizer as AbsMaxQuantizer).epsilon }
       : null;
-    return denseForward(x2d, denseWeights(state), cols, bias, { activation: act });
+    const inputScale = state.mode === 'float8' && float8InputScale !== null ? float8InputScale : undefined;
+    return denseForward(x2d, denseWeights(state), cols, bias, { activation: act, inputScale });
   }
   // Generic path for a user-defined activation quantizer (always called with axis -1, as Keras does).
   const M = x2d.shape[0];
@@ -204,4 +207,74 @@ export async function dequantizeState(state: QuantState, rows: number, cols: num
     for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[r * cols + c] = Math.fround(levels[r * cols + c] / s[c]);
   }
   return new Tensor('float32', [rows, cols], out);
+}
+
+/** Rebuilds a quantized state of the same kind from loaded variables (by Keras variable name). */
+export function stateFromVariables(prev: QuantState, vars: readonly Variable[]): QuantState {
+  const get = (name: string) => {
+    const v = vars.find((x) => x.name === name);
+    if (!v) throw new InvalidArgumentError(`missing variable '${name}'`);
+    return v.value;
+  };
+  switch (prev.mode) {
+    case 'int8':
+      return { mode: 'int8', kernel: get('kernel') as Tensor<'int8'>, scale: get('kernel_scale') as Tensor<'float32'> };
+    case 'int4':
+      return prev.blockSize === null
+        ? { mode: 'int4', blockSize: null, kernel: get('kernel') as Tensor<'int8'>, scale: get('kernel_scale') as Tensor<'float32'> }
+        : {
+            mode: 'int4',
+            blockSize: prev.blockSize,
+            kernel: get('kernel') as Tensor<'int8'>,
+            scale: get('kernel_scale') as Tensor<'float32'>,
+            zero: get('kernel_zero') as Tensor<'int8'>,
+            gIdx: get('g_idx') as Tensor<'float32'>,
+          };
+    case 'float8':
+      return { mode: 'float8', kernel: get('kernel') as Tensor<'float8_e4m3fn'>, kernelScale: (get('kernel_scale').data as Float32Array)[0] };
+  }
+}
+
+/** Own variables for saving; a float8 kernel is written as float32 (codes x kernel scale), as Keras stores it. */
+export function saveFloat8Aware(state: QuantState | null, vars: readonly Variable[]): Tensor[] {
+  return vars.map((v) => {
+    if (state?.mode === 'float8' && v.name === 'kernel') {
+      const f = (v.value as Tensor<'float8_e4m3fn'>).toFloat32();
+      const ks = (vars.find((x) => x.name === 'kernel_scale')!.value.data as Float32Array)[0];
+      const d = f.data;
+      for (let i = 0; i < d.length; i++) d[i] = Math.fround(d[i] * ks);
+      return f;
+    }
+    return v.value;
+  });
+}
+
+/**
+ * Prepares loaded tensors for a float8 layer: the float32 kernel (Keras keeps it in float) is quantized to e4m3fn
+ * codes with the file's kernel scale, exactly as Keras's QDQ does (`e4m3fn(clip(w / scale))`).
+ */
+export function loadFloat8Aware(state: QuantState | null, vars: readonly Variable[], tensors: Tensor[], layerName: string): Tensor[] {
+  if (state?.mode !== 'float8' || tensors.length !== vars.length) return tensors;
+  const ki = vars.findIndex((v) => v.name === 'kernel');
+  const si = vars.findIndex((v) => v.name === 'kernel_scale');
+  const k = tensors[ki];
+  const s = tensors[si];
+  if (!(k instanceof Tensor) || k.dtype !== 'float32' || !(s instanceof Tensor) || s.dtype !== 'float32' || s.size !== 1) return tensors;
+  const ks = (s.data as Float32Array)[0];
+  if (!(ks > 0) || !Number.isFinite(ks)) {
+    throw new InvalidArgumentError(`Expected a positive finite kernel_scale for float8 layer '${layerName}' but received ${ks}`);
+  }
+  const d = k.data as Float32Array;
+  const scaled = new Float32Array(d.length);
+  for (let i = 0; i < d.length; i++) scaled[i] = Math.max(-E4M3_MAX, Math.min(E4M3_MAX, d[i] / ks));
+  const out = [...tensors];
+  out[ki] = new Tensor('float32', k.shape, scaled).astype('float8_e4m3fn');
+  return out;
+}
+
+/** The stored (Keras) activation scale of a float8 layer. */
+export function storedInputScale(vars: readonly Variable[]): number {
+  const v = vars.find((x) => x.name === 'inputs_scale');
+  const s = v ? (v.value.data as Float32Array)[0] : 1;
+  return s > 0 && Number.isFinite(s) ? s : 1;
 }

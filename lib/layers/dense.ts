@@ -12,12 +12,25 @@ import { ActivationName, applyActivation, checkActivation } from './activations'
 import {
   blockSizeFor,
   dequantizeState,
+  loadFloat8Aware,
+  saveFloat8Aware,
+  stateFromVariables,
+  storedInputScale,
   emptyQuantState,
   FLOAT8_HISTORY,
   projectQuantized,
   QuantState,
   quantizeKernel2D,
 } from './dense-core';
+import {
+  activationFromConfig,
+  checkLayerConfig,
+  deserializeInitializer,
+  layerOptionsFromConfig,
+  quantizationConfigFromConfig,
+  serializeInitializer,
+  serializeQuantizationConfig,
+} from './core-layers';
 import { initialize, Initializer } from './initializers';
 import { Layer, LayerOptions } from './layer';
 import { Variable } from './variable';
@@ -70,6 +83,11 @@ export class Dense extends Layer {
   inputsQuantizer: Quantizer | null = null;
   /** Input features, known after build. */
   inputDim = -1;
+  /**
+   * float8 only: null = dynamic per-tensor activation scale (quantkit's default), or a fixed scale (Keras's stored
+   * `inputs_scale`, used for layers loaded from Keras files so their outputs match Keras).
+   */
+  float8InputScale: number | null = null;
 
   constructor(options: DenseOptions) {
     super(options);
@@ -141,6 +159,23 @@ export class Dense extends Layer {
     this.kernel = null;
   }
 
+  /** After loading: rebuild the quantized state from the (replaced) variable values. */
+  protected override afterLoad(): void {
+    if (!this.qstate) return;
+    this.qstate = stateFromVariables(this.qstate, this._variables);
+  }
+
+  /** float8 layers save the float32 kernel, as Keras keeps it (the fp8 codes times the kernel scale). */
+  override saveOwnVariables(): Tensor[] {
+    return saveFloat8Aware(this.qstate, this._variables);
+  }
+
+  /** float8 layers load Keras's float32 kernel and quantize it with the stored kernel scale. */
+  override loadOwnVariables(tensors: Tensor[]): void {
+    super.loadOwnVariables(loadFloat8Aware(this.qstate, this._variables, tensors, this.name));
+    if (this.qstate?.mode === 'float8') this.float8InputScale = storedInputScale(this._variables);
+  }
+
   protected override async quantizeLayer(mode: QuantizationMode, config: QuantizationConfig, typeCheck: boolean): Promise<void> {
     if (typeCheck && this.constructor !== Dense) throw this.noQuantizeSupport();
     if (mode === 'gptq') {
@@ -176,7 +211,7 @@ export class Dense extends Layer {
     const lead = x.shape.slice(0, -1);
     const M = lead.reduce((a, b) => a * b, 1);
     const x2d = x.reshape([M, this.inputDim]) as Tensor<'float32'>;
-    const y = await projectQuantized(x2d, this.qstate, this.units, this.bias?.value.data ?? null, this.inputsQuantizer);
+    const y = await projectQuantized(x2d, this.qstate, this.units, this.bias?.value.data ?? null, this.inputsQuantizer, this.float8InputScale);
     applyActivation(this.activation, y.data, this.units);
     return y.reshape([...lead, this.units]) as Tensor<'float32'>;
   }
@@ -209,13 +244,55 @@ export class Dense extends Layer {
     return dequantizeState(this.qstate, this.inputDim, this.units);
   }
 
+  /**
+   * The Keras config: `units`, `activation`, `use_bias`, `kernel_initializer` / `bias_initializer` (serialized as
+   * Keras does, with the seed), regularizers and constraints (always null) and `quantization_config` (serialized,
+   * or null), plus `name`, `trainable` and `dtype`.
+   * @example
+   * ```ts
+   * new Dense({ units: 4, name: 'd' }).getConfig().kernel_initializer; // { module: 'keras.initializers', class_name: 'GlorotUniform', ... }
+   * ```
+   */
   override getConfig(): Record<string, unknown> {
     return {
       ...super.getConfig(),
       units: this.units,
       activation: this.activation,
       use_bias: this.useBias,
-      quantization_config: this.quantizationConfig,
+      kernel_initializer: serializeInitializer(this.kernelInitializer, this.seed ?? null),
+      bias_initializer: serializeInitializer(this.biasInitializer, this.seed === undefined ? null : this.seed + 1),
+      kernel_regularizer: null,
+      bias_regularizer: null,
+      kernel_constraint: null,
+      bias_constraint: null,
+      quantization_config: serializeQuantizationConfig(this.quantizationConfig),
     };
   }
+
+  /**
+   * Rebuilds a Dense layer from a Keras config (as in a `.keras` file's `config.json`, or from
+   * {@link Dense.getConfig}). A quantized `dtype` plus `quantization_config` make the layer build quantized
+   * variables directly, ready for loading. Regularizers, constraints and LoRA settings are ignored (they do not
+   * change inference: Keras saves merged LoRA weights).
+   * @example
+   * ```ts
+   * const d = Dense.fromConfig({ name: 'dense', units: 8, activation: 'relu', dtype: 'int8_from_float32' });
+   * ```
+   */
+  static fromConfig(config: Record<string, unknown>): Dense {
+    const c = checkLayerConfig(config, 'Dense');
+    const k = deserializeInitializer(c.kernel_initializer, 'config.kernel_initializer');
+    const layer = new Dense({
+      ...layerOptionsFromConfig(c),
+      units: c.units as number,
+      activation: activationFromConfig(c.activation),
+      useBias: (c.use_bias ?? true) as boolean,
+      kernelInitializer: k.init,
+      biasInitializer: deserializeInitializer(c.bias_initializer, 'config.bias_initializer').init,
+      ...(k.seed === undefined ? {} : { seed: k.seed }),
+    });
+    layer.quantizationConfig = quantizationConfigFromConfig(c);
+    return layer;
+  }
+
 }

@@ -11,7 +11,28 @@ import { Int4DTypePolicy } from '../dtype-policies';
 import { AbsMaxQuantizer, QuantizationConfig, QuantizationMode, Quantizer } from '../quantizers';
 import { Tensor, describe } from '../tensor';
 import { ActivationName, applyActivation, checkActivation } from './activations';
-import { blockSizeFor, dequantizeState, emptyQuantState, FLOAT8_HISTORY, projectQuantized, QuantState, quantizeKernel2D } from './dense-core';
+import {
+  blockSizeFor,
+  dequantizeState,
+  emptyQuantState,
+  FLOAT8_HISTORY,
+  loadFloat8Aware,
+  projectQuantized,
+  QuantState,
+  quantizeKernel2D,
+  saveFloat8Aware,
+  stateFromVariables,
+  storedInputScale,
+} from './dense-core';
+import {
+  activationFromConfig,
+  checkLayerConfig,
+  deserializeInitializer,
+  layerOptionsFromConfig,
+  quantizationConfigFromConfig,
+  serializeInitializer,
+  serializeQuantizationConfig,
+} from './core-layers';
 import { initialize, Initializer } from './initializers';
 import { Layer, LayerOptions } from './layer';
 import { Variable } from './variable';
@@ -160,6 +181,8 @@ export class EinsumDense extends Layer {
   kernel: Variable<'float32'> | null = null;
   bias: Variable<'float32'> | null = null;
   inputsQuantizer: Quantizer | null = null;
+  /** float8 only: null = dynamic activation scale, or Keras's stored `inputs_scale` (layers loaded from Keras files). */
+  float8InputScale: number | null = null;
   /** One 2-D quantized state per combination of batch letters (one when the equation has none). */
   protected qstates: QuantState[] | null = null;
   /** Known after build. */
@@ -344,6 +367,46 @@ export class EinsumDense extends Layer {
     return Array.from({ length: this.B }, (_, b) => all.subarray(b * n, (b + 1) * n));
   }
 
+  /** After loading: rebuild the internal [C, F] slices from the (replaced) variables in Keras layout. */
+  protected override afterLoad(): void {
+    const states = this.qstates;
+    if (!states) return;
+    const plan = this.plan as EinsumPlan;
+    const get = (name: string) => (this._variables.find((v) => v.name === name) as Variable).value;
+    const first = states[0];
+    if (first.mode === 'int4') {
+      this.qstates = [stateFromVariables(first, this._variables)];
+      return;
+    }
+    const n = this.C * this.F;
+    const internal = permute(get('kernel').data as Int8Array | Uint8Array, this.kernelShape, this.kernelPerm());
+    if (first.mode === 'float8') {
+      const ks = (get('kernel_scale').data as Float32Array)[0];
+      this.qstates = states.map((_, b) => ({ mode: 'float8', kernel: new Tensor('float8_e4m3fn', [this.C, this.F], (internal as Uint8Array).slice(b * n, (b + 1) * n)), kernelScale: ks }));
+      return;
+    }
+    const from = this.scaleLettersOutputOrder();
+    const to = [...plan.batch, ...plan.freeKernel];
+    const scales = permute(get('kernel_scale').data as Float32Array, from.map((c) => this.sizes.get(c) as number), to.map((c) => from.indexOf(c)));
+    this.qstates = states.map((_, b) => ({
+      mode: 'int8',
+      kernel: new Tensor('int8', [this.C, this.F], (internal as Int8Array).slice(b * n, (b + 1) * n)),
+      scale: new Tensor('float32', [this.F], scales.slice(b * this.F, (b + 1) * this.F)),
+    }));
+  }
+
+  /** float8 layers save the float32 kernel, as Keras keeps it. */
+  override saveOwnVariables(): Tensor[] {
+    return saveFloat8Aware(this.qstates?.[0] ?? null, this._variables);
+  }
+
+  /** float8 layers load Keras's float32 kernel and quantize it with the stored kernel scale. */
+  override loadOwnVariables(tensors: Tensor[]): void {
+    const first = this.qstates?.[0] ?? null;
+    super.loadOwnVariables(loadFloat8Aware(first, this._variables, tensors, this.name));
+    if (first?.mode === 'float8') this.float8InputScale = storedInputScale(this._variables);
+  }
+
   protected override async quantizeLayer(mode: QuantizationMode, config: QuantizationConfig, typeCheck: boolean): Promise<void> {
     if (typeCheck && this.constructor !== EinsumDense) throw this.noQuantizeSupport();
     this.checkModeSupported(mode);
@@ -437,7 +500,7 @@ export class EinsumDense extends Layer {
     const { slices, freeSizes } = this.prepareInput(inputs);
     const states = this.qstates as QuantState[];
     const ys: Tensor<'float32'>[] = [];
-    for (let b = 0; b < this.B; b++) ys.push(await projectQuantized(slices[b], states[b], this.F, null, this.inputsQuantizer));
+    for (let b = 0; b < this.B; b++) ys.push(await projectQuantized(slices[b], states[b], this.F, null, this.inputsQuantizer, this.float8InputScale));
     return this.finishOutput(ys, freeSizes);
   }
 
@@ -455,16 +518,59 @@ export class EinsumDense extends Layer {
     return this.qstates && this.qstates.length === 1 ? this.qstates[0] : null;
   }
 
+  /**
+   * The Keras config: `output_shape`, `equation`, `activation`, `bias_axes`, serialized initializers (with the
+   * seed), regularizers and constraints (always null) and `quantization_config` (serialized, or null), plus
+   * `name`, `trainable` and `dtype`.
+   * @example
+   * ```ts
+   * new EinsumDense({ equation: 'abc,cd->abd', outputShape: [null, 64], biasAxes: 'd' }).getConfig().output_shape; // [null, 64]
+   * ```
+   */
   override getConfig(): Record<string, unknown> {
     return {
       ...super.getConfig(),
+      output_shape: [...this.partialOutputShape],
       equation: this.equation,
-      output_shape: this.partialOutputShape,
-      bias_axes: this.biasAxes,
       activation: this.activation,
-      quantization_config: this.quantizationConfig,
+      bias_axes: this.biasAxes,
+      kernel_initializer: serializeInitializer(this.kernelInitializer, this.seed ?? null),
+      bias_initializer: serializeInitializer(this.biasInitializer, this.seed === undefined ? null : this.seed + 1),
+      kernel_regularizer: null,
+      bias_regularizer: null,
+      activity_regularizer: null,
+      kernel_constraint: null,
+      bias_constraint: null,
+      quantization_config: serializeQuantizationConfig(this.quantizationConfig),
     };
   }
+
+  /**
+   * Rebuilds an EinsumDense layer from a Keras config (`config.json` or {@link EinsumDense.getConfig}); a
+   * quantized `dtype` plus `quantization_config` build quantized variables directly. Regularizers, constraints,
+   * LoRA settings and `gptq_unpacked_column_size` are ignored.
+   * @example
+   * ```ts
+   * EinsumDense.fromConfig({ name: 'proj', equation: 'abc,cd->abd', output_shape: [null, 64], bias_axes: 'd' });
+   * ```
+   */
+  static fromConfig(config: Record<string, unknown>): EinsumDense {
+    const c = checkLayerConfig(config, 'EinsumDense');
+    const k = deserializeInitializer(c.kernel_initializer, 'config.kernel_initializer');
+    const layer = new EinsumDense({
+      ...layerOptionsFromConfig(c),
+      equation: c.equation as string,
+      outputShape: c.output_shape as number | (number | null)[],
+      biasAxes: (c.bias_axes ?? null) as string | null,
+      activation: activationFromConfig(c.activation),
+      kernelInitializer: k.init,
+      biasInitializer: deserializeInitializer(c.bias_initializer, 'config.bias_initializer').init,
+      ...(k.seed === undefined ? {} : { seed: k.seed }),
+    });
+    layer.quantizationConfig = quantizationConfigFromConfig(c);
+    return layer;
+  }
+
 }
 
 function inversePerm(perm: readonly number[]): number[] {

@@ -17,6 +17,14 @@ import {
 } from '../quantizers';
 import { Tensor, describe } from '../tensor';
 import { blockSizeFor, emptyQuantState, projectQuantized, QuantState, quantizeKernel2D } from './dense-core';
+import {
+  checkLayerConfig,
+  deserializeInitializer,
+  layerOptionsFromConfig,
+  quantizationConfigFromConfig,
+  serializeInitializer,
+  serializeQuantizationConfig,
+} from './core-layers';
 import { initialize, Initializer } from './initializers';
 import { Layer, LayerOptions } from './layer';
 import { Variable } from './variable';
@@ -113,6 +121,25 @@ export class Embedding extends Layer {
 
   protected embeddingModeError(mode: string): UnsupportedError {
     return new UnsupportedError(`Invalid quantization mode. Expected one of ('int8', 'int4'). Received: quantization_mode=${mode}`);
+  }
+
+  /** After loading: rebuild the quantized table from the (replaced) variables. */
+  protected override afterLoad(): void {
+    const st = this.tstate;
+    if (!st) return;
+    const get = (name: string) => (this._variables.find((v) => v.name === name) as Variable).value;
+    if (st.mode === 'int8') this.tstate = { mode: 'int8', table: get('embeddings') as Tensor<'int8'>, scale: get('embeddings_scale') as Tensor<'float32'> };
+    else if (st.blockSize === null) this.tstate = { mode: 'int4', blockSize: null, table: get('embeddings') as Tensor<'int8'>, scale: get('embeddings_scale') as Tensor<'float32'> };
+    else {
+      this.tstate = {
+        mode: 'int4',
+        blockSize: st.blockSize,
+        table: get('embeddings') as Tensor<'int8'>,
+        scale: get('embeddings_scale') as Tensor<'float32'>,
+        zero: get('embeddings_zero') as Tensor<'int8'>,
+        gIdx: get('g_idx') as Tensor<'float32'>,
+      };
+    }
   }
 
   protected installTable(st: TableState, extra: Variable[] = []): void {
@@ -231,8 +258,62 @@ export class Embedding extends Layer {
     return this.tstate;
   }
 
+  /**
+   * The Keras config: `input_dim`, `output_dim`, `embeddings_initializer` (serialized, with the seed),
+   * regularizers and constraints (always null), `mask_zero` (always false) and `quantization_config`
+   * (serialized, or null), plus `name`, `trainable` and `dtype`.
+   * @example
+   * ```ts
+   * new Embedding({ inputDim: 100, outputDim: 16 }).getConfig().embeddings_initializer.class_name; // 'RandomUniform'
+   * ```
+   */
   override getConfig(): Record<string, unknown> {
-    return { ...super.getConfig(), input_dim: this.inputDim, output_dim: this.outputDim, quantization_config: this.quantizationConfig };
+    return {
+      ...super.getConfig(),
+      input_dim: this.inputDim,
+      output_dim: this.outputDim,
+      embeddings_initializer: serializeInitializer(this.embeddingsInitializer, this.seed ?? null),
+      embeddings_regularizer: null,
+      activity_regularizer: null,
+      embeddings_constraint: null,
+      mask_zero: false,
+      quantization_config: serializeQuantizationConfig(this.quantizationConfig),
+    };
+  }
+
+  /**
+   * Rebuilds an Embedding from a Keras config (`config.json` or {@link Embedding.getConfig}); a quantized `dtype`
+   * plus `quantization_config` build the quantized table directly.
+   * @throws UnsupportedError for `mask_zero: true` (Keras masks are not propagated by quantkit).
+   * @example
+   * ```ts
+   * Embedding.fromConfig({ name: 'tok', input_dim: 100, output_dim: 32, mask_zero: false });
+   * ```
+   */
+  static fromConfig(config: Record<string, unknown>): Embedding {
+    const c = checkLayerConfig(config, 'Embedding');
+    return Embedding.withQuantizationConfig(new Embedding(Embedding.optionsFromConfig(c)), c);
+  }
+
+  /** Embedding options of a Keras config (shared with ReversibleEmbedding). */
+  protected static optionsFromConfig(c: Record<string, unknown>): EmbeddingOptions {
+    if (c.mask_zero === true) {
+      throw new UnsupportedError('Expected mask_zero to be false for config.mask_zero but received true: Keras masks are not propagated by quantkit');
+    }
+    const e = deserializeInitializer(c.embeddings_initializer, 'config.embeddings_initializer');
+    return {
+      ...layerOptionsFromConfig(c),
+      inputDim: c.input_dim as number,
+      outputDim: c.output_dim as number,
+      embeddingsInitializer: e.init,
+      ...(e.seed === undefined ? {} : { seed: e.seed }),
+    };
+  }
+
+  /** Sets `quantizationConfig` from a Keras config and returns the layer. */
+  protected static withQuantizationConfig<L extends Embedding>(layer: L, c: Record<string, unknown>): L {
+    layer.quantizationConfig = quantizationConfigFromConfig(c);
+    return layer;
   }
 }
 
@@ -283,6 +364,22 @@ export class ReversibleEmbedding extends Embedding {
     if (this.tieWeights) return;
     // the untied projection is a [dim, vocab] kernel quantized like a Dense kernel
     this.installReverse(emptyQuantState(this.outputDim, this.inputDim, mode, block));
+  }
+
+  protected override afterLoad(): void {
+    super.afterLoad();
+    this.tiedCache = null;
+    const rs = this.reverseState;
+    if (!rs || rs.mode === 'float8') return;
+    const get = (name: string) => (this._variables.find((v) => v.name === name) as Variable).value;
+    const kernel = get('reverse_embeddings') as Tensor<'int8'>;
+    const scale = get('reverse_embeddings_scale') as Tensor<'float32'>;
+    if (rs.mode === 'int8') this.reverseState = { mode: 'int8', kernel, scale };
+    else if (rs.blockSize === null) this.reverseState = { mode: 'int4', blockSize: null, kernel, scale };
+    else {
+      const zf = get('reverse_embeddings_zero').data as Float32Array;
+      this.reverseState = { ...rs, kernel, scale, zero: new Tensor('int8', rs.zero.shape, Int8Array.from(zf)) };
+    }
   }
 
   private installReverse(st: QuantState): void {
@@ -383,7 +480,31 @@ export class ReversibleEmbedding extends Embedding {
     return out;
   }
 
+  /**
+   * The Keras config: Embedding's keys plus `tie_weights`, `reverse_dtype` (always null) and `logit_soft_cap`.
+   * @example
+   * ```ts
+   * new ReversibleEmbedding({ inputDim: 100, outputDim: 16, tieWeights: false }).getConfig().tie_weights; // false
+   * ```
+   */
   override getConfig(): Record<string, unknown> {
-    return { ...super.getConfig(), tie_weights: this.tieWeights, logit_soft_cap: this.logitSoftCap };
+    return { ...super.getConfig(), tie_weights: this.tieWeights, reverse_dtype: null, logit_soft_cap: this.logitSoftCap };
+  }
+
+  /**
+   * Rebuilds a ReversibleEmbedding from a Keras config (`reverse_dtype` is ignored: quantkit computes in float32).
+   * @example
+   * ```ts
+   * ReversibleEmbedding.fromConfig({ name: 'emb', input_dim: 100, output_dim: 32, tie_weights: true, logit_soft_cap: null });
+   * ```
+   */
+  static override fromConfig(config: Record<string, unknown>): ReversibleEmbedding {
+    const c = checkLayerConfig(config, 'ReversibleEmbedding');
+    const layer = new ReversibleEmbedding({
+      ...Embedding.optionsFromConfig(c),
+      tieWeights: (c.tie_weights ?? true) as boolean,
+      logitSoftCap: (c.logit_soft_cap ?? null) as number | null,
+    });
+    return Embedding.withQuantizationConfig(layer, c);
   }
 }
