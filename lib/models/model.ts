@@ -607,6 +607,49 @@ export class Model extends Layer {
   }
 
   /**
+   * Saves the model as a Keras 3 `.keras` archive (config, dtype policies, quantized weights), atomically.
+   * @example
+   * ```ts
+   * await model.quantize('int8');
+   * await model.save('int8.keras');
+   * const again = await loadModel('int8.keras');
+   * ```
+   */
+  async save(file: string): Promise<void> {
+    // required lazily: lib/io/keras imports this module
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const io = require('../io/keras') as typeof import('../io/keras');
+    await io.saveModel(this, file);
+  }
+
+  /**
+   * Saves only the weights as `.weights.h5` (the same tree as inside a `.keras` archive).
+   * @example
+   * ```ts
+   * await model.saveWeights('model.weights.h5');
+   * ```
+   */
+  async saveWeights(file: string): Promise<void> {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const io = require('../io/keras') as typeof import('../io/keras');
+    await io.saveWeights(this, file);
+  }
+
+  /**
+   * Loads weights saved by {@link Model.saveWeights} (or Keras's `save_weights`) into this model; quantized weights
+   * need the same quantization first (e.g. `await model.quantize('int8')`).
+   * @example
+   * ```ts
+   * await model.loadWeights('model.weights.h5');
+   * ```
+   */
+  async loadWeights(file: string | Uint8Array): Promise<void> {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const io = require('../io/keras') as typeof import('../io/keras');
+    await io.loadWeights(this, file);
+  }
+
+  /**
    * A table of the model's layers with their output shapes (when known) and parameter counts, then totals.
    * @example
    * ```ts

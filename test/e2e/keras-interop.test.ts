@@ -4,7 +4,20 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Dense, Input, Model, Sequential, Tensor, applySymbolic, loadModel, saveModel, Int4QuantizationConfig, terminateHdf5Worker } from '../../lib';
+import {
+  Dense,
+  Input,
+  Model,
+  Sequential,
+  Tensor,
+  applySymbolic,
+  loadModel,
+  saveModel,
+  Int4QuantizationConfig,
+  terminateHdf5Worker,
+  exportSafetensors,
+  importSafetensors,
+} from '../../lib';
 import { readNpy } from '../io/npy';
 import { randomF32 } from '../helpers';
 
@@ -62,6 +75,36 @@ describe('seed guide flow: quantize -> save -> loadModel -> identical outputs', 
     }
     expect(sizes.float32 / sizes.int8).toBeGreaterThan(3.7);
     expect(sizes.float32 / sizes.int4).toBeGreaterThan(6.5);
+  });
+});
+
+describe('model.save / saveWeights / loadWeights / safetensors', () => {
+  test('model.save() and loadModel; weights-only and safetensors round trips into a model quantized the same way', async () => {
+    const model = await mlp(7);
+    await model.quantize('int4', { verbose: false });
+    const x = new Tensor('float32', [3, 10], randomF32(30, 9));
+    const want = Array.from(((await model.predict(x)) as Tensor).data);
+    const file = path.join(tmp, 'method.keras');
+    await model.save(file);
+    expect(Array.from(((await (await loadModel(file)).predict(x)) as Tensor).data)).toEqual(want);
+
+    const wfile = path.join(tmp, 'w.weights.h5');
+    await model.saveWeights(wfile);
+    const other = await mlp(99); // different initial weights
+    await other.quantize('int4', { verbose: false });
+    expect(Array.from(((await other.predict(x)) as Tensor).data)).not.toEqual(want);
+    await other.loadWeights(wfile);
+    expect(Array.from(((await other.predict(x)) as Tensor).data)).toEqual(want);
+
+    const st = exportSafetensors(model);
+    const third = await mlp(5);
+    await third.quantize('int4', { verbose: false });
+    importSafetensors(third, st);
+    expect(Array.from(((await third.predict(x)) as Tensor).data)).toEqual(want);
+
+    // weights of a float model do not load into a quantized one
+    const float = await mlp(3);
+    await expect(float.loadWeights(wfile)).rejects.toMatchObject({ code: 'QK_CORRUPT_FILE' });
   });
 });
 
