@@ -793,7 +793,15 @@ export class Model extends Layer {
     const warning = report.summaryWarning();
     if (warning) process.emitWarning(warning, { type: 'UserWarning', code: 'QK_QUANTIZE_SKIPPED' });
     if (verbose) console.log(report.render());
-    if (changed) await this.postQuantize(config.mode);
+    if (changed) {
+      // Composite layers (attention, transformer blocks) record their quantized sub-layers' policies in a
+      // DTypePolicyMap so that their config rebuilds the quantized sub-layers on load. Innermost first.
+      const composites = this.flattenLayers({ includeSelf: false }).filter(
+        (l) => typeof (l as { recordSubLayerPolicies?: unknown }).recordSubLayerPolicies === 'function',
+      );
+      for (const l of composites.reverse()) await (l as unknown as { recordSubLayerPolicies(): Promise<unknown> }).recordSubLayerPolicies();
+      await this.postQuantize(config.mode);
+    }
     return report as QuantizationReport & void;
   }
 
