@@ -151,7 +151,13 @@ function collect(layer: Layer, group: H5Group, where: string, plan: Array<[Layer
     for (let i = 0; i < n; i++) {
       const ds = vars.children.get(String(i)) as H5Group | H5Dataset;
       if (ds.kind !== 'dataset') throw new CorruptFileError(`${source}: '${where}vars/${i}' is a group, expected a dataset`);
-      tensors.push(toTensor(ds, expectVars[i].dtype, `${source}: '${where}vars/${i}' of layer '${layer.name}'`));
+      const want = expectVars[i];
+      if (ds.shape.length !== want.shape.length || ds.shape.some((d, j) => d !== want.shape[j])) {
+        throw new CorruptFileError(
+          `${source}: expected shape [${want.shape.join(', ')}] for '${where}vars/${i}' of layer '${layer.name}' but the file stores [${ds.shape.join(', ')}]`,
+        );
+      }
+      tensors.push(toTensor(ds, want.dtype, `${source}: '${where}vars/${i}' of layer '${layer.name}'`));
     }
     plan.push([layer, tensors, where]);
   }

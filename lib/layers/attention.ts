@@ -412,6 +412,25 @@ interface Projections {
 
 /** Shared logic of {@link MultiHeadAttention} and {@link GroupedQueryAttention}. */
 abstract class AttentionLayer extends CompositeLayer {
+  /** Shapes seen at build (for Keras's `build_config`). */
+  protected builtShapes: { query: readonly (number | null)[]; value: readonly (number | null)[]; key: readonly (number | null)[] } | null = null;
+
+  /**
+   * Keras's `build_config` for attention layers: `{ shapes_dict: { query_shape, value_shape, key_shape? } }`.
+   * @example
+   * ```ts
+   * mha.getBuildConfig(); // { shapes_dict: { query_shape: [null, 8, 32], value_shape: [null, 8, 32] } }
+   * ```
+   */
+  getBuildConfig(): Record<string, unknown> | null {
+    if (!this.builtShapes) return null;
+    const { query, value, key } = this.builtShapes;
+    const same = key.length === value.length && key.every((d, i) => d === value[i]);
+    const shapes: Record<string, unknown> = { query_shape: [...query], value_shape: [...value] };
+    if (!same) shapes.key_shape = [...key];
+    return { shapes_dict: shapes };
+  }
+
   readonly dropout: number;
   readonly useBias: boolean;
   readonly useGate: boolean;
@@ -660,6 +679,7 @@ export class MultiHeadAttention extends AttentionLayer {
 
   build(inputShape: Shape | readonly Shape[]): void {
     const { query, value, key } = attentionShapes(this, inputShape);
+    this.builtShapes = { query, value, key };
     this.queryDim = query[2] as number;
     this.valueIn = value[2] as number;
     this.keyIn = key[2] as number;
@@ -791,6 +811,7 @@ export class GroupedQueryAttention extends AttentionLayer {
 
   build(inputShape: Shape | readonly Shape[]): void {
     const { query, value, key } = attentionShapes(this, inputShape);
+    this.builtShapes = { query, value, key };
     this.queryDim = query[2] as number;
     this.valueIn = value[2] as number;
     this.keyIn = key[2] as number;

@@ -475,5 +475,6 @@ export async function rebuildFunctional(
   };
   const ins = toTensors(config.input_layers, 'input_layers');
   const outs = toTensors(config.output_layers, 'output_layers');
-  return { inputs: ins.list, outputs: outs.list, singleInput: ins.single, singleOutput: outs.single };
+  // Keras unwraps one-element input/output lists when it rebuilds a functional model
+  return { inputs: ins.list, outputs: outs.list, singleInput: ins.single || ins.list.length === 1, singleOutput: outs.single || outs.list.length === 1 };
 }
