@@ -918,7 +918,8 @@ export class Model extends Layer {
    */
   override savableChildren(): Array<[string, Layer]> {
     if (this._qkGraph) return Model.numberByClass(this._qkGraph.layers);
-    return this.trackedLayers();
+    // subclassed models: Keras saves every tracked layer under layers/<snake_case class>[_k], in tracking order
+    return Model.numberByClass(this.trackedLayers().map(([, l]) => l));
   }
 
   /** `layers/dense`, `layers/dense_1`, … numbered per class name in order (Keras saving). @internal */
