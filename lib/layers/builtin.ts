@@ -8,7 +8,7 @@ import { Dense } from './dense';
 import { EinsumDense } from './einsum';
 import { Embedding, ReversibleEmbedding } from './embedding';
 import { LayerNormalization, RMSNormalization } from './normalization';
-import { Activation, Add, Dropout, Flatten, Identity, Multiply, Reshape, Softmax } from './core-layers';
+import { Activation, Add, Dropout, Flatten, GlobalAveragePooling1D, Identity, Multiply, Reshape, Softmax } from './core-layers';
 import { GroupedQueryAttention, MultiHeadAttention } from './attention';
 import { TransformerEncoder } from './transformer';
 import { LayerClass, registerLayer } from './registry';
@@ -28,6 +28,7 @@ const BUILTIN_LAYERS: ReadonlyArray<readonly [string, LayerClass]> = [
   ['Dropout', Dropout as unknown as LayerClass],
   ['Reshape', Reshape as unknown as LayerClass],
   ['Flatten', Flatten as unknown as LayerClass],
+  ['GlobalAveragePooling1D', GlobalAveragePooling1D as unknown as LayerClass],
   ['Identity', Identity as unknown as LayerClass],
   ['MultiHeadAttention', MultiHeadAttention as unknown as LayerClass],
   ['GroupedQueryAttention', GroupedQueryAttention as unknown as LayerClass],

@@ -735,3 +735,72 @@ export class Identity extends StatelessLayer {
     return new Identity(layerOptionsFromConfig(checkLayerConfig(config, 'Identity')));
   }
 }
+
+/** Options of {@link GlobalAveragePooling1D}. */
+export interface GlobalPooling1DOptions extends LayerOptions {
+  /** `'channels_last'` (`[batch, steps, features]`, default) or `'channels_first'` (`[batch, features, steps]`). */
+  dataFormat?: 'channels_last' | 'channels_first' | null;
+  /** Keep the pooled axis with size 1 (default false). */
+  keepdims?: boolean;
+}
+
+/**
+ * Averages over the steps axis of `[batch, steps, features]` (Keras `keras.layers.GlobalAveragePooling1D`).
+ * @example
+ * ```ts
+ * const y = await new GlobalAveragePooling1D().apply(x); // [batch, features]
+ * ```
+ */
+export class GlobalAveragePooling1D extends StatelessLayer {
+  readonly dataFormat: 'channels_last' | 'channels_first';
+  readonly keepdims: boolean;
+
+  constructor(options: GlobalPooling1DOptions = {}) {
+    super(options);
+    const f = options.dataFormat ?? 'channels_last';
+    if (f !== 'channels_last' && f !== 'channels_first') {
+      throw new InvalidArgumentError(`Expected 'channels_last' or 'channels_first' for dataFormat but received ${describe(f)}`);
+    }
+    this.dataFormat = f;
+    this.keepdims = options.keepdims ?? false;
+  }
+
+  async call(inputs: Tensor | Tensor[]): Promise<Tensor> {
+    const x = this.single(inputs);
+    if (x.rank !== 3) throw new InvalidArgumentError(`Expected a rank-3 Tensor for inputs of layer '${this.name}' but received shape [${x.shape.join(', ')}]`);
+    const [N, A, B] = x.shape;
+    const first = this.dataFormat === 'channels_first';
+    const [steps, feats] = first ? [B, A] : [A, B];
+    const f = x.data;
+    const out = new Float32Array(N * feats);
+    for (let n = 0; n < N; n++) {
+      for (let c = 0; c < feats; c++) {
+        let s = 0;
+        for (let t = 0; t < steps; t++) s += first ? f[(n * feats + c) * steps + t] : f[(n * steps + t) * feats + c];
+        out[n * feats + c] = steps > 0 ? s / steps : 0;
+      }
+    }
+    const shape = this.keepdims ? (first ? [N, feats, 1] : [N, 1, feats]) : [N, feats];
+    return new Tensor('float32', shape, out);
+  }
+
+  override getConfig(): Record<string, unknown> {
+    return { ...super.getConfig(), data_format: this.dataFormat, keepdims: this.keepdims };
+  }
+
+  /**
+   * Rebuilds the layer from a Keras config (`{ data_format, keepdims }`).
+   * @example
+   * ```ts
+   * GlobalAveragePooling1D.fromConfig({ data_format: 'channels_last', keepdims: false });
+   * ```
+   */
+  static fromConfig(config: Record<string, unknown>): GlobalAveragePooling1D {
+    const c = checkLayerConfig(config, 'GlobalAveragePooling1D');
+    return new GlobalAveragePooling1D({
+      ...layerOptionsFromConfig(c),
+      dataFormat: (c.data_format ?? null) as 'channels_last' | null,
+      keepdims: c.keepdims === true,
+    });
+  }
+}

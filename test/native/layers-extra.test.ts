@@ -406,3 +406,23 @@ describe('Keras-format configs of Dense, EinsumDense, Embedding, ReversibleEmbed
     expect(() => Dense.fromConfig({ units: 4, quantization_config: { class_name: 'Nope', config: {} } })).toThrow(/Nope/);
   });
 });
+
+describe('GlobalAveragePooling1D', () => {
+  test('averages over steps for both data formats; config round trip', async () => {
+    const { GlobalAveragePooling1D, Tensor: T } = await import('../../lib');
+    const x = new T('float32', [2, 3, 4], Float32Array.from({ length: 24 }, (_, i) => i * 0.5 - 3));
+    const last = await new GlobalAveragePooling1D().apply(x);
+    expect(last.shape).toEqual([2, 4]);
+    for (let n = 0; n < 2; n++)
+      for (let c = 0; c < 4; c++) {
+        const want = [0, 1, 2].reduce((s, t) => s + (x.data as Float32Array)[(n * 3 + t) * 4 + c], 0) / 3;
+        expect(last.data[n * 4 + c]).toBeCloseTo(want, 6);
+      }
+    const firstL = new GlobalAveragePooling1D({ dataFormat: 'channels_first', keepdims: true });
+    const first = await firstL.apply(x);
+    expect(first.shape).toEqual([2, 3, 1]);
+    expect(first.data[0]).toBeCloseTo((-3 - 2.5 - 2 - 1.5) / 4, 6);
+    expect(GlobalAveragePooling1D.fromConfig(firstL.getConfig()).getConfig()).toEqual(firstL.getConfig());
+    await expect(new GlobalAveragePooling1D().apply(new T('float32', [2, 3]))).rejects.toThrow(/rank-3/);
+  });
+});
