@@ -409,7 +409,8 @@ describe('Keras-format configs of Dense, EinsumDense, Embedding, ReversibleEmbed
 
 describe('GlobalAveragePooling1D', () => {
   test('averages over steps for both data formats; config round trip', async () => {
-    const { GlobalAveragePooling1D, Tensor: T } = await import('../../lib');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { GlobalAveragePooling1D, Tensor: T } = require('../../lib') as typeof import('../../lib');
     const x = new T('float32', [2, 3, 4], Float32Array.from({ length: 24 }, (_, i) => i * 0.5 - 3));
     const last = await new GlobalAveragePooling1D().apply(x);
     expect(last.shape).toEqual([2, 4]);
