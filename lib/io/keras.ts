@@ -23,7 +23,13 @@ import { h5Dataset, h5Group, H5Dataset, H5DType, H5Group, readHdf5, writeHdf5 } 
 import { readZip, writeZip, ZipLimits } from './zip';
 import type { FromConfigOptions } from '../models/graph';
 
-/** The Keras version quantkit's files declare (the format they follow). */
+/**
+ * The Keras version quantkit's files declare (the format they follow).
+ * @example
+ * ```ts
+ * KERAS_FORMAT_VERSION; // '3.16.0'
+ * ```
+ */
 export const KERAS_FORMAT_VERSION = '3.16.0';
 
 /** Options of {@link loadModel}. */
