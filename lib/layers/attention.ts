@@ -431,6 +431,22 @@ abstract class AttentionLayer extends CompositeLayer {
     return { shapes_dict: shapes };
   }
 
+  /** Sub-layers under the attribute names Keras saves them with (`prefix` is '' or '_' for the projections). */
+  protected projectionChildren(prefix: '' | '_'): Array<[string, Layer]> {
+    const p = this.proj;
+    if (!p) return [];
+    const out: Array<[string, Layer]> = [
+      [`${prefix}query_dense`, p.query],
+      [`${prefix}key_dense`, p.key],
+      [`${prefix}value_dense`, p.value],
+      [`${prefix}output_dense`, p.output],
+      ['_softmax', p.softmax],
+      ['_dropout_layer', p.dropout],
+    ];
+    if (p.gate) out.push(['_gate_dense', p.gate]);
+    return out;
+  }
+
   readonly dropout: number;
   readonly useBias: boolean;
   readonly useGate: boolean;
@@ -710,18 +726,7 @@ export class MultiHeadAttention extends AttentionLayer {
   }
 
   protected children(): Array<[string, Layer]> {
-    const p = this.proj;
-    if (!p) return [];
-    const out: Array<[string, Layer]> = [
-      ['query_dense', p.query],
-      ['key_dense', p.key],
-      ['value_dense', p.value],
-      ['output_dense', p.output],
-      ['_softmax', p.softmax],
-      ['_dropout_layer', p.dropout],
-    ];
-    if (p.gate) out.push(['_gate_dense', p.gate]);
-    return out;
+    return this.projectionChildren(''); // Keras's MHA exposes public query_dense/... attributes
   }
 
   override getConfig(): Record<string, unknown> {
@@ -836,18 +841,7 @@ export class GroupedQueryAttention extends AttentionLayer {
   }
 
   protected children(): Array<[string, Layer]> {
-    const p = this.proj;
-    if (!p) return [];
-    const out: Array<[string, Layer]> = [
-      ['_query_dense', p.query],
-      ['_key_dense', p.key],
-      ['_value_dense', p.value],
-      ['_output_dense', p.output],
-      ['_softmax', p.softmax],
-      ['_dropout_layer', p.dropout],
-    ];
-    if (p.gate) out.push(['_gate_dense', p.gate]);
-    return out;
+    return this.projectionChildren('_'); // Keras's GQA keeps them private (_query_dense/...)
   }
 
   override getConfig(): Record<string, unknown> {
