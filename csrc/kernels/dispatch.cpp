@@ -77,7 +77,9 @@ CpuFeatures detect() {
     isa_value, ns::absmax, ns::absmax_quantize, ns::pack_int4, ns::unpack_int4, ns::pack_int2,           \
         ns::unpack_int2, ns::f32_to_f16, ns::f16_to_f32, ns::f32_to_bf16, ns::bf16_to_f32, ns::f32_to_fp8,  \
         ns::fp8_to_f32, ns::sgemm, ns::igemm_s8s8s32, ns::dense_w8a8, ns::dense_w4a8, ns::dense_w8,     \
-        ns::dense_w4, ns::dense_w4g, ns::dense_fp8                                                     \
+        ns::dense_w4, ns::dense_w4g, ns::dense_fp8, ns::hessian_accumulate, ns::hessian_finalize,      \
+        ns::cholesky_lower, ns::triangular_inverse_lower, ns::cholesky_inverse_upper,                    \
+        ns::gptq_quantize_matrix                                                                         \
   }
 
 const KernelTable kRefTable = QK_TABLE(ref, Isa::kRef);

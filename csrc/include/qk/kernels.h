@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "qk/gptq.h"
 #include "qk/status.h"
 
 namespace qk {
@@ -145,6 +146,13 @@ struct KernelTable {
   decltype(&ref::dense_w4) dense_w4;
   decltype(&ref::dense_w4g) dense_w4g;
   decltype(&ref::dense_fp8) dense_fp8;
+  // GPTQ calibration (qk/gptq.h).
+  decltype(&ref::hessian_accumulate) hessian_accumulate;
+  decltype(&ref::hessian_finalize) hessian_finalize;
+  decltype(&ref::cholesky_lower) cholesky_lower;
+  decltype(&ref::triangular_inverse_lower) triangular_inverse_lower;
+  decltype(&ref::cholesky_inverse_upper) cholesky_inverse_upper;
+  decltype(&ref::gptq_quantize_matrix) gptq_quantize_matrix;
 };
 
 }  // namespace qk
