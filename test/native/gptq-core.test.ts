@@ -399,6 +399,23 @@ describe.each(isasOf('gptq_quantize_matrix'))('gptq_quantize_matrix, isa=%s vs r
     }
   });
 
+  test('groups that start inside a 128-column block and reach past the next one (in=700: groups 129, 200, 300, 1000)', async () => {
+    const [inD, outD] = [700, 20];
+    const W = weights(inD, outD, 23);
+    const H = hessianFor(inD, 9);
+    for (const o of [
+      { bits: 4, group: 300, sym: false, act: false },
+      { bits: 4, group: 300, sym: false, act: true },
+      { bits: 3, group: 200, sym: true, act: false },
+      { bits: 2, group: 129, sym: false, act: true },
+      { bits: 8, group: 1000, sym: false, act: false },
+    ]) {
+      const ref = await runGptq(W, inD, outD, H, o, 'ref', 0);
+      const got = await runGptq(W, inD, outD, H, o, isa, 0xff);
+      expect({ o, ...diffOut(got, ref) }).toEqual({ o, ...SAME });
+    }
+  });
+
   test('perChannel false (one scale/zero per group shared by all outputs)', async () => {
     const [inD, outD] = [300, 70];
     const W = weights(inD, outD, 3);
