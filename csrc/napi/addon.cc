@@ -14,6 +14,7 @@ void register_ops(Napi::Env env, Napi::Object exports);
 void register_cuda_ops(Napi::Env env, Napi::Object exports);
 void register_dense_ops(Napi::Env env, Napi::Object exports);
 void register_gptq_ops(Napi::Env env, Napi::Object exports);
+void register_gptq_dense_ops(Napi::Env env, Napi::Object exports);
 Napi::Value cuda_info(Napi::Env env);
 }  // namespace qkn
 
@@ -86,6 +87,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   qkn::register_cuda_ops(env, exports);
   qkn::register_dense_ops(env, exports);
   qkn::register_gptq_ops(env, exports);
+  qkn::register_gptq_dense_ops(env, exports);
   return exports;
 }
 

@@ -131,6 +131,14 @@ export interface NativeBinding {
   gptqTriangularInverseLower(A: Float64Array, n: number, isa?: IsaName): Promise<void>;
   gptqCholeskyInverseUpper(H: Float64Array, n: number, damp: number, maxTries: number, result: Float64Array, isa?: IsaName): Promise<void>;
 
+  /** GPTQ inference over the runtime layout (csrc/napi/gptq_dense_ops.cc); rowBytes = ceil(bits * N / 8). */
+  denseGptq(
+    M: number, N: number, K: number, x: Float32Array, wq: Uint8Array, bits: number, scale: Float32Array, zero: Uint8Array,
+    group: number, bias: Float32Array | null, y: Float32Array, isa?: IsaName,
+  ): Promise<void>;
+  gptqRuntimePack(q: Uint8Array, N: number, K: number, perm: Int32Array | null, bits: number, dst: Uint8Array, isa?: IsaName): Promise<void>;
+  gptqRuntimeUnpack(src: Uint8Array, N: number, K: number, bits: number, dst: Uint8Array, isa?: IsaName): Promise<void>;
+
   cudaAbsmax(device: number, x: Float32Array, outer: number, len: number, inner: number, out: Float32Array): Promise<void>;
   cudaAbsmaxQuantize(
     device: number,

@@ -97,6 +97,31 @@ enum class Fp8Format : int { kE4M3FN = 0, kE5M2 = 1 };
 // dense_fp8: xq[i,k] = e4m3fn(clip(x[i,k] / x_scale, -448, 448)) (RNE; NaN stays NaN), w8: e4m3fn codes
 //   [K, N]; y = (sum_k dec(xq) * dec(w8)) * (x_scale * w_scale) + bias[j]. x_scale, w_scale > 0 finite.
 //   Tolerance.
+// dense_gptq (GPTQ weight-only, 2/3/4/8 bits): W_hat[k,j] = (float(q[k,j]) - float(zero[g,j])) * scale[g,j]
+//   (one float32 subtraction, then one float32 product), g = k / group, q from the GPTQ runtime layout below,
+//   scale float32 [G, N], zero uint8 [G, N] (any byte works; GPTQ produces [0, 2^bits - 1]), G = ceil(K / group),
+//   group >= 1 (group = K: one group); y = x @ W_hat + bias. bits is 2, 3, 4 or 8 (validated by the caller).
+//   Tolerance (the optimised GEMV sums t = sum_k x*q per group and adds s * (t - z * sum_k x) at its end).
+//
+// GPTQ runtime layout (in memory only, never on disk; made once by gptq_runtime_pack at quantize/load time).
+// Row k = 0..K-1 is input k in RUNTIME order (after act-order permutation), levels q in [0, 2^bits - 1] packed
+// along N (the outputs); row k starts at byte k * gptq_runtime_row_bytes(N, bits) = ceil(bits * N / 8). One rule
+// for every width: the row is a little-endian bit stream (bit b is bit b % 8 of byte b / 8) and q[k,j] is its bits
+// [bits*j, bits*j + bits - 1]. Padding bits (the end of the last byte) are 0. Spelled out:
+//   bits 8: row = N bytes, q[k,j] = byte j.
+//   bits 4: row = ceil(N/2) bytes, q[k,j] = nibble of byte j/2: low nibble for even j, high for odd (unsigned).
+//   bits 2: row = ceil(N/4) bytes, q[k,j] = bits [2*(j%4), 2*(j%4)+1] of byte j/4.
+//   bits 3: row = ceil(3N/8) bytes (exactly 3 bits per weight): the row is one little-endian bit stream (bit b is
+//     bit b % 8 of byte b / 8) and q[k,j] is its bits [3j, 3j+2] (a level may straddle two bytes).
+//     Why this is SIMD friendly: 48 bytes hold 128 columns; one vpermd moves each 12-byte run into its own
+//     128-bit lane and one vpshufb gives every dword lane its 3 bytes = 8 consecutive levels; then, as for 2 and
+//     4 bits, a shift by 3c and a table vpermps yield level c of all 16 lanes (3 instructions per 16 weights).
+// gptq_runtime_pack (ref only, in every table): q = levels [N, K] one per byte (the Keras GPTQ [out, in] layout,
+//   unpacked), perm = null (identity) or a permutation of 0..K-1 (validated by the caller): runtime row k takes
+//   input perm[k], q_rt[k, j] = q[j, perm[k]]; only the low `bits` bits of each level are kept. dst: K rows of
+//   gptq_runtime_row_bytes(N, bits) bytes, every byte written (padding 0).
+// gptq_runtime_unpack: the exact inverse of the bit packing: dst [K, N] one level per byte, in runtime row order
+//   (dst[k*N + j] = q_rt[k, j]; the permutation is not undone).
 #define QK_DECLARE_DENSE_KERNELS                                                                              \
   Status dense_w8a8(int64_t M, int64_t N, int64_t K, const float* x, const int8_t* w, const float* w_scale,   \
                     const float* bias, float act_lo, float act_hi, float act_eps, float* y, ThreadPool* pool);  \
@@ -109,10 +134,27 @@ enum class Fp8Format : int { kE4M3FN = 0, kE5M2 = 1 };
   Status dense_w4g(int64_t M, int64_t N, int64_t K, const float* x, const uint8_t* w4, const float* scale,     \
                    const int8_t* zero, int64_t group, const float* bias, float* y, ThreadPool* pool);          \
   Status dense_fp8(int64_t M, int64_t N, int64_t K, const float* x, float x_scale, const uint8_t* w8,          \
-                   float w_scale, const float* bias, float* y, ThreadPool* pool);
+                   float w_scale, const float* bias, float* y, ThreadPool* pool);                              \
+  Status dense_gptq(int64_t M, int64_t N, int64_t K, const float* x, const uint8_t* wq, int bits,              \
+                    const float* scale, const uint8_t* zero, int64_t group, const float* bias, float* y,        \
+                    ThreadPool* pool);
+
+// Bytes per runtime row of the GPTQ runtime layout (above); 0 for unsupported bits.
+inline int64_t gptq_runtime_row_bytes(int64_t N, int bits) {
+  switch (bits) {
+    case 8: return N;
+    case 4: return (N + 1) / 2;
+    case 2: return (N + 3) / 4;
+    case 3: return (3 * N + 7) / 8;
+    default: return 0;
+  }
+}
 
 namespace ref {
 QK_DECLARE_KERNELS
+// One-time conversions of the GPTQ runtime layout (see above); the tables of every ISA point at these.
+void gptq_runtime_pack(const uint8_t* q, int64_t N, int64_t K, const int32_t* perm, int bits, uint8_t* dst);
+void gptq_runtime_unpack(const uint8_t* src, int64_t N, int64_t K, int bits, uint8_t* dst);
 }  // namespace ref
 namespace avx2 {
 QK_DECLARE_KERNELS
@@ -153,6 +195,10 @@ struct KernelTable {
   decltype(&ref::triangular_inverse_lower) triangular_inverse_lower;
   decltype(&ref::cholesky_inverse_upper) cholesky_inverse_upper;
   decltype(&ref::gptq_quantize_matrix) gptq_quantize_matrix;
+  // GPTQ inference: fused dequantize-in-register Dense over the runtime layout, and its one-time (un)packing.
+  decltype(&ref::dense_gptq) dense_gptq;
+  decltype(&ref::gptq_runtime_pack) gptq_runtime_pack;
+  decltype(&ref::gptq_runtime_unpack) gptq_runtime_unpack;
 };
 
 }  // namespace qk

@@ -1,0 +1,301 @@
+// quantkit — GPTQ weight-only Dense forward (dense_gptq, 2/3/4/8 bits) over the GPTQ runtime layout (kernels.h),
+// AVX-512 variant. The blocking, threading and the two paths (M >= 2: dequantize-while-packing blocked GEMM with
+// sgemm's 14 x 32 micro-kernel; M == 1: streaming GEMV) are dense_float_common.h's; this file supplies the
+// format (pack / gemv / row_ptr / row_bytes) for each bit width.
+//
+// GEMM panel (pack): 32 consecutive columns are expanded to their exact reference floats (q - z) * s. For 2, 4
+// and 8 bits the level of lane i is taken from the row bytes with one dword permute (vpermd) and one variable
+// shift (vpsrlvd) from constant per-lane tables; 3-bit levels may straddle bytes, so there vpshufb first puts the
+// two bytes holding lane i's level into its dword.
+//
+// GEMV (memory bound; the packed bytes stream once): a column strip of the output stays in L1. The strip is
+// walked in chunks of row bytes widened to 16 dword lanes, lane l holding the levels of kPer consecutive columns:
+//   8 bits  16 bytes, vpmovzxbd, one vector in column order, vcvtdq2ps;
+//   4 bits  16 bytes, vpmovzxbd, two vectors (lane l = column 2l + c): w and w >> 4 index the 16-entry vpermps
+//           table {0..15} (vpermps reads only the low 4 index bits, so no masking is needed);
+//   2 bits  16 bytes, vpmovzxbd, four vectors (lane l = column 4l + c): w >> 2c indexes the table {i & 3};
+//   3 bits  48 bytes (128 columns): vpermd moves each 12-byte run into its own 128-bit lane and vpshufb gives
+//           each dword its 3 bytes (8 levels); eight vectors (lane l = column 8l + c): w >> 3c indexes {i & 7}.
+// So every width costs one shift, one vpermps and one FMA per 16 weights (plus the widening, amortized).
+// No zero point per weight: per group, t = sum_k x_k * q_k is accumulated in the strip (in the chunk's lane
+// order), and at the group's end t is put back in column order (log2(kPer) levels of vpermt2ps interleaves) and
+// folded in as acc += s * (t - z * sum_k x_k) (one fnmadd, one fmadd per column). That costs one multiply-add
+// pair per group and column instead of a subtraction per weight; the result differs from the reference only by
+// rounding (compared by tolerance).
+// GCC 12 before 12.3 reports the deliberate self-initialisation inside _mm512_undefined_*() (used by many
+// AVX-512 intrinsics) as -W(maybe-)uninitialized at every call site (GCC bug 105593); silence only that.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstring>
+#include <type_traits>
+
+#include "dense_float_common.h"
+#include "qk/kernels.h"
+#include "sgemm_avx512_kernels.h"
+
+namespace qk {
+namespace avx512 {
+namespace {
+
+using dense_float::Epilogue;
+using sgemm_common::ceil_div;
+
+using Policy = SgemmTile;  // 14 x 32 float micro-kernel (NR = 32: pack() fills 32 columns)
+
+constexpr int64_t kStrip = 2048;  // GEMV column strip: acc + t = 16 KB, in L1
+
+inline __mmask16 mask16(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u); }
+inline __mmask32 mask32(int64_t n) {
+  return n >= 32 ? __mmask32(0xFFFFFFFFu) : n <= 0 ? __mmask32(0) : __mmask32((1u << n) - 1u);
+}
+
+// Per-lane constants of pack() for a panel of 32 columns starting at a multiple of 32. Widths 2, 4, 8: lane i of
+// half h (column 16h + i) has its level in dword lo_idx[h][i] of the loaded bytes at shift lo_sh[h][i]. Width 3
+// (levels may straddle bytes): the 6 bytes of half h are broadcast to the four 128-bit lanes, vpshufb puts bytes
+// (3i/8, 3i/8 + 1) of the half into lane i (shuf3[h]), and the level is at shift sh3[i] = 3i % 8.
+struct PackTables {
+  int32_t lo_idx[2][16], lo_sh[2][16];
+};
+constexpr PackTables make_pack_tables(int fb) {
+  PackTables t{};
+  for (int h = 0; h < 2; ++h) {
+    for (int i = 0; i < 16; ++i) {
+      const int bit = (16 * h + i) * fb;
+      t.lo_idx[h][i] = bit / 32;
+      t.lo_sh[h][i] = bit % 32;
+    }
+  }
+  return t;
+}
+struct Pack3Tables {
+  uint8_t shuf3[2][64];
+  int32_t sh3[16];
+};
+constexpr Pack3Tables make_pack3_tables() {
+  Pack3Tables t{};
+  for (int h = 0; h < 2; ++h) {
+    for (int i = 0; i < 16; ++i) {
+      const int byte = 6 * h + (3 * i) / 8;
+      t.shuf3[h][4 * i + 0] = static_cast<uint8_t>(byte);
+      t.shuf3[h][4 * i + 1] = static_cast<uint8_t>(byte + 1);
+      t.shuf3[h][4 * i + 2] = 0x80;
+      t.shuf3[h][4 * i + 3] = 0x80;
+    }
+  }
+  for (int i = 0; i < 16; ++i) t.sh3[i] = (3 * i) % 8;
+  return t;
+}
+alignas(64) constexpr PackTables kPack2 = make_pack_tables(2);
+alignas(64) constexpr PackTables kPack4 = make_pack_tables(4);
+alignas(64) constexpr PackTables kPack8 = make_pack_tables(8);
+alignas(64) constexpr Pack3Tables kPack3 = make_pack3_tables();
+
+inline __m512i load_idx(const void* p) { return _mm512_load_si512(p); }
+
+// Interleave of two 16-lane vectors: lo = a0 b0 a1 b1 ... a7 b7, hi = a8 b8 ... a15 b15.
+inline void interleave(__m512 a, __m512 b, __m512* lo, __m512* hi) {
+  const __m512i il = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i ih = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+  *lo = _mm512_permutex2var_ps(a, il, b);
+  *hi = _mm512_permutex2var_ps(a, ih, b);
+}
+
+// P vectors with lane l of vector c = column P*l + c (16P columns) -> the same columns in order, 16 per vector.
+// One interleave level turns the pairs (c, c + P/2) into two halves of 8P columns each in the P/2 form.
+template <int P>
+inline void to_columns(const __m512* v, __m512* out) {
+  if constexpr (P == 1) {
+    out[0] = v[0];
+  } else {
+    __m512 lo[P / 2], hi[P / 2];
+    for (int c = 0; c < P / 2; ++c) interleave(v[c], v[c + P / 2], &lo[c], &hi[c]);
+    to_columns<P / 2>(lo, out);
+    to_columns<P / 2>(hi, out + P / 2);
+  }
+}
+
+template <int kBits>
+struct Gptq {
+  const uint8_t* wq;
+  int64_t N;
+  int64_t rb;  // bytes per runtime row
+  const float* scale;
+  const uint8_t* zero;
+  int64_t group;
+
+  static constexpr int kPer = kBits == 3 ? 8 : 8 / kBits;        // columns per widened dword lane
+  static constexpr int64_t kChunk = 16 * kPer;                   // columns per GEMV chunk: 16, 32, 64, 128
+  static constexpr int64_t kChunkBytes = kChunk * kBits / 8;     // 16, or 48 for 3 bits
+  static constexpr int64_t kGemvTmpFloats = 2 * kStrip;
+  static constexpr float kUnscale = 1.0f;
+
+  const void* row_ptr(int64_t k, int64_t j0) const { return wq + k * rb + j0 * kBits / 8; }
+  int64_t row_bytes(int64_t width) const { return ceil_div(width * kBits, 8); }
+
+  // dst[0..32) = (q - z) * s of columns j0 .. j0 + cols (j0 % 32 == 0), exactly the reference's floats.
+  void pack(int64_t k, int64_t j0, int64_t cols, float* dst) const {
+    const uint8_t* src = wq + k * rb + j0 * kBits / 8;  // j0 * kBits is a multiple of 8
+    const int64_t nbytes = ceil_div(cols * kBits, 8);
+    const __m512i fmask = _mm512_set1_epi32((1 << kBits) - 1);
+    __m512i v;
+    if (kBits == 3) {
+      v = _mm512_broadcast_i32x4(_mm_maskz_loadu_epi8(mask16(nbytes), src));
+    } else {
+      v = _mm512_zextsi256_si512(_mm256_maskz_loadu_epi8(mask32(nbytes), src));
+    }
+    const int64_t g = k / group;
+    const __mmask32 m = mask32(cols);
+    const __m256i zb = _mm256_maskz_loadu_epi8(m, zero + g * N + j0);
+    const float* s = scale + g * N + j0;
+    for (int h = 0; h < 2; ++h) {
+      __m512i q;
+      if (kBits == 3) {
+        q = _mm512_srlv_epi32(_mm512_shuffle_epi8(v, load_idx(kPack3.shuf3[h])), load_idx(kPack3.sh3));
+      } else {
+        const PackTables& tb = kBits == 2 ? kPack2 : kBits == 4 ? kPack4 : kPack8;
+        q = _mm512_srlv_epi32(_mm512_permutexvar_epi32(load_idx(tb.lo_idx[h]), v), load_idx(tb.lo_sh[h]));
+      }
+      q = _mm512_and_si512(q, fmask);
+      const __m128i zh = h == 0 ? _mm256_castsi256_si128(zb) : _mm256_extracti128_si256(zb, 1);
+      const __m512 d = _mm512_sub_ps(_mm512_cvtepi32_ps(q), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(zh)));
+      const __m512 sv = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m >> (16 * h)), s + 16 * h);
+      _mm512_store_ps(dst + 16 * h, _mm512_mul_ps(d, sv));
+    }
+  }
+
+  // The chunk's row bytes (kChunkBytes, the first n if kTail) widened to 16 dword lanes, lane l holding the
+  // levels of columns kPer*l .. kPer*l + kPer - 1 at bits kBits*c (c = 0 .. kPer-1).
+  template <bool kTail>
+  static inline __m512i widen(const uint8_t* p, __mmask64 tm) {
+    if (kBits == 3) {
+      // 12-byte runs to the 128-bit lanes (dwords 3m .. 3m+2 -> lane m), then 3 bytes to each dword.
+      const __m512i spread = _mm512_set_epi32(0, 11, 10, 9, 0, 8, 7, 6, 0, 5, 4, 3, 0, 2, 1, 0);
+      const __m512i shuf = _mm512_broadcast_i32x4(
+          _mm_set_epi8(-128, 11, 10, 9, -128, 8, 7, 6, -128, 5, 4, 3, -128, 2, 1, 0));
+      const __m512i b = _mm512_maskz_loadu_epi8(kTail ? tm : __mmask64(0xFFFFFFFFFFFFull), p);
+      return _mm512_shuffle_epi8(_mm512_permutexvar_epi32(spread, b), shuf);
+    } else {
+      const __m128i b = kTail ? _mm_maskz_loadu_epi8(static_cast<__mmask16>(tm), p)
+                              : _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      return _mm512_cvtepu8_epi32(b);
+    }
+  }
+
+  // One GEMV pass of R rows over `chunks` chunks: t[chunk][vector c][lane l] += x_k * q(k, column kPer*l + c).
+  // rows[r]: row r's bytes at the strip start.
+  template <int R, bool kTail>
+  static void rows_pass(const uint8_t* const* rows, const __m512* xs, float* t, int64_t chunks, __mmask64 tm) {
+    // vpermps reads the low 4 index bits: the table maps them to the level in the low kBits bits.
+    const __m512 tbl = kBits == 4   ? _mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+                       : kBits == 3 ? _mm512_set_ps(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0)
+                                    : _mm512_set_ps(3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0);
+    for (int64_t c = 0; c < chunks; ++c) {
+      float* tc = t + c * kChunk;
+      __m512 acc[kPer];
+      for (int v = 0; v < kPer; ++v) acc[v] = _mm512_load_ps(tc + 16 * v);
+      for (int r = 0; r < R; ++r) {
+        const __m512i w = widen<kTail>(rows[r] + c * kChunkBytes, tm);
+        if (kBits == 8) {
+          acc[0] = _mm512_fmadd_ps(xs[r], _mm512_cvtepi32_ps(w), acc[0]);
+        } else {
+          for (int v = 0; v < kPer; ++v) {
+            const __m512 q = _mm512_permutexvar_ps(v == 0 ? w : _mm512_srli_epi32(w, v * kBits), tbl);
+            acc[v] = _mm512_fmadd_ps(xs[r], q, acc[v]);
+          }
+        }
+      }
+      for (int v = 0; v < kPer; ++v) _mm512_store_ps(tc + 16 * v, acc[v]);
+    }
+  }
+
+  void gemv(int64_t k0, int64_t k1, int64_t j0, int64_t j1, const float* x, float* acc, float* tmp) const {
+    float* const a = tmp;           // column order, the running sum of the strip
+    float* const t = tmp + kStrip;  // chunk lane order, the current group's sum_k x_k q_k
+    for (int64_t s0 = j0; s0 < j1; s0 += kStrip) {  // s0 % 64 == 0
+      const int64_t sw = std::min(kStrip, j1 - s0);
+      const int64_t lb = ceil_div(sw * kBits, 8);  // bytes of the strip in a row
+      const int64_t full = lb / kChunkBytes;
+      const int64_t rem = lb - full * kChunkBytes;
+      const __mmask64 tm = rem == 0 ? __mmask64(0) : __mmask64((1ull << rem) - 1u);
+      const int64_t nchunks = ceil_div(lb, kChunkBytes);
+      const std::size_t strip_bytes = static_cast<std::size_t>(nchunks * kChunk) * sizeof(float);
+      std::memset(a, 0, strip_bytes);
+      for (int64_t ka = k0; ka < k1;) {
+        const int64_t g = ka / group;
+        const int64_t kb = std::min(k1, (g + 1) * group);
+        std::memset(t, 0, strip_bytes);
+        auto step = [&](auto rc, int64_t k) {
+          constexpr int R = decltype(rc)::value;
+          const uint8_t* rows[R];
+          __m512 xs[R];
+          for (int r = 0; r < R; ++r) {
+            rows[r] = wq + (k + r) * rb + s0 * kBits / 8;
+            xs[r] = _mm512_set1_ps(x[k + r]);
+          }
+          rows_pass<R, false>(rows, xs, t, full, tm);
+          if (rem != 0) {
+            for (int r = 0; r < R; ++r) rows[r] += full * kChunkBytes;
+            rows_pass<R, true>(rows, xs, t + full * kChunk, 1, tm);
+          }
+        };
+        int64_t k = ka;
+        for (; k + 8 <= kb; k += 8) step(std::integral_constant<int, 8>(), k);
+        if (k + 4 <= kb) {
+          step(std::integral_constant<int, 4>(), k);
+          k += 4;
+        }
+        for (; k < kb; ++k) step(std::integral_constant<int, 1>(), k);
+
+        float sx = 0.0f;
+        for (int64_t kk = ka; kk < kb; ++kk) sx += x[kk];
+        const __m512 vsx = _mm512_set1_ps(sx);
+        const uint8_t* zg = zero + g * N + s0;
+        const float* sg = scale + g * N + s0;
+        for (int64_t c = 0; c < nchunks; ++c) {  // a += s * (t - z * sum x), in column order
+          __m512 tl[kPer], tv[kPer];
+          for (int v = 0; v < kPer; ++v) tl[v] = _mm512_load_ps(t + c * kChunk + 16 * v);
+          to_columns<kPer>(tl, tv);
+          for (int v = 0; v < kPer; ++v) {
+            const int64_t col = c * kChunk + 16 * v;
+            if (col >= sw) break;
+            const __mmask16 m = mask16(sw - col);
+            const __m512 z = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, zg + col)));
+            const __m512 s = _mm512_maskz_loadu_ps(m, sg + col);
+            const __m512 d = _mm512_fnmadd_ps(z, vsx, tv[v]);
+            _mm512_store_ps(a + col, _mm512_fmadd_ps(s, d, _mm512_load_ps(a + col)));
+          }
+        }
+        ka = kb;
+      }
+      std::memcpy(acc + (s0 - j0), a, static_cast<std::size_t>(sw) * sizeof(float));
+    }
+  }
+};
+
+template <int kBits>
+Status run(int64_t M, int64_t N, int64_t K, const float* x, const uint8_t* wq, const float* scale,
+           const uint8_t* zero, int64_t group, const float* bias, float* y, ThreadPool* pool) {
+  const Gptq<kBits> fmt{wq, N, gptq_runtime_row_bytes(N, kBits), scale, zero, group};
+  const Epilogue epi{Epilogue::kNone, nullptr, 1.0f, bias};
+  return dense_float::dense_driver<Policy>(fmt, M, N, K, x, y, epi, pool);
+}
+
+}  // namespace
+
+Status dense_gptq(int64_t M, int64_t N, int64_t K, const float* x, const uint8_t* wq, int bits, const float* scale,
+                  const uint8_t* zero, int64_t group, const float* bias, float* y, ThreadPool* pool) {
+  switch (bits) {
+    case 2: return run<2>(M, N, K, x, wq, scale, zero, group, bias, y, pool);
+    case 3: return run<3>(M, N, K, x, wq, scale, zero, group, bias, y, pool);
+    case 4: return run<4>(M, N, K, x, wq, scale, zero, group, bias, y, pool);
+    case 8: return run<8>(M, N, K, x, wq, scale, zero, group, bias, y, pool);
+    default: return QK_STATUS_INVALID_ARGUMENT;
+  }
+}
+
+}  // namespace avx512
+}  // namespace qk
