@@ -26,6 +26,8 @@ export { matmul, matmulInt8 } from './ops/matmul';
 export { cudaAbsMax, cudaAbsMaxQuantize, cudaAvailable } from './ops/cuda';
 export { denseForward } from './ops/dense';
 export type { DenseWeights, DenseForwardOptions, ActivationQuant } from './ops/dense';
+export { denseGptq, packGptqRuntime, unpackGptqRuntime, gptqRuntimeRowBytes } from './ops/dense-gptq';
+export type { GptqRuntimeWeights, GptqBits } from './ops/dense-gptq';
 export * from './quantizers';
 export * from './dtype-policies';
 export * from './layers';

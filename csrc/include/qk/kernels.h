@@ -101,7 +101,8 @@ enum class Fp8Format : int { kE4M3FN = 0, kE5M2 = 1 };
 //   (one float32 subtraction, then one float32 product), g = k / group, q from the GPTQ runtime layout below,
 //   scale float32 [G, N], zero uint8 [G, N] (any byte works; GPTQ produces [0, 2^bits - 1]), G = ceil(K / group),
 //   group >= 1 (group = K: one group); y = x @ W_hat + bias. bits is 2, 3, 4 or 8 (validated by the caller).
-//   Tolerance (the optimised GEMV sums t = sum_k x*q per group and adds s * (t - z * sum_k x) at its end).
+//   Tolerance (the optimised GEMV sums t = sum_k x * (q - c) per group, c = 2^(bits-1), and adds
+//   s * (t - (z - c) * sum_k x) at the group's end: its rounding scales with sum_k |x| * s * (|q - c| + |z - c|)).
 //
 // GPTQ runtime layout (in memory only, never on disk; made once by gptq_runtime_pack at quantize/load time).
 // Row k = 0..K-1 is input k in RUNTIME order (after act-order permutation), levels q in [0, 2^bits - 1] packed

@@ -3,12 +3,13 @@
 // 6 x 16 sgemm micro-kernel:
 //   pack   row bytes permuted to lanes (vpermd; vpshufb for 3 bits, whose levels may straddle bytes) and
 //          shifted per lane (vpsrlvd) from constant tables, then (q - z) * s, exactly the reference's floats;
-//   GEMV   chunks of row bytes widened to 8 dword lanes: 8 bits in column order; 4 bits E/O (w & 15, w >> 4,
-//          vcvtdq2ps); 2 bits four vectors (lane l = column 4l + c) through the 8-entry vpermps table {i & 3}
+//   GEMV   chunks of row bytes widened to 8 dword lanes, levels centred (q - 2^(bits-1)): 8 bits byte ^ 0x80
+//          sign-extended, in column order; 4 bits byte ^ 0x88 sign-extended, E/O by arithmetic shifts (the
+//          signed nibbles are q - 8), vcvtdq2ps; 2 bits four vectors (lane l = column 4l + c) through the 8-entry vpermps table {i & 3}
 //          indexed by w >> 2c; 3 bits 24 bytes (64 columns), two overlapping 16-byte loads and one vpshufb give
 //          each dword its 3 bytes, eight vectors (lane l = column 8l + c) through the table {0..7} (vpermps
 //          reads exactly the 3 low index bits) indexed by w >> 3c.
-//          Per group t = sum_k x_k q_k, then acc += s * (t - z * sum_k x_k) in column order.
+//          Per group t = sum_k x_k (q_k - c), then acc += s * (t - (z - c) * sum_k x_k) in column order.
 // Partial chunks at the right edge are copied into a zero-padded local buffer, so nothing past a row is read.
 #include <immintrin.h>
 
@@ -122,6 +123,7 @@ struct Gptq {
   static constexpr int kPer = kBits == 3 ? 8 : 8 / kBits;     // columns per widened dword lane
   static constexpr int64_t kChunk = 8 * kPer;                 // columns per GEMV chunk: 8, 16, 32, 64
   static constexpr int64_t kChunkBytes = kChunk * kBits / 8;  // 8, or 24 for 3 bits
+  static constexpr int kCentre = 1 << (kBits - 1);  // the GEMV sums q - kCentre (see dense_gptq_avx512.cpp)
   static constexpr int64_t kGemvTmpFloats = 2 * kStrip;
   static constexpr float kUnscale = 1.0f;
 
@@ -166,6 +168,10 @@ struct Gptq {
                                            -128, 11, 10, 9, -128, 8, 7, 6, -128, 5, 4, 3, -128, 2, 1, 0);
       return _mm256_shuffle_epi8(b, shuf);
     } else {
+      // 8 bits: byte ^ 0x80, 4 bits: byte ^ 0x88, sign-extended: centred levels q - kCentre (8 bits) or two
+      // nibbles whose signed values are q - 8 (4 bits; see rows_pass).
+      if (kBits == 8) return _mm256_cvtepi8_epi32(_mm_xor_si128(load8(p), _mm_set1_epi8(-128)));
+      if (kBits == 4) return _mm256_cvtepi8_epi32(_mm_xor_si128(load8(p), _mm_set1_epi8(-120)));
       return _mm256_cvtepu8_epi32(load8(p));
     }
   }
@@ -173,9 +179,8 @@ struct Gptq {
   // One GEMV pass of R rows over `chunks` chunks: t[chunk][vector c][lane l] += x_k * q(k, column kPer*l + c).
   template <int R>
   static void rows_pass(const uint8_t* const* rows, const __m256* xs, float* t, int64_t chunks) {
-    // vpermps reads the low 3 index bits: the level itself for 3 bits, masked to 2 bits by the table for 2.
-    const __m256 tbl = kBits == 3 ? _mm256_set_ps(7, 6, 5, 4, 3, 2, 1, 0) : _mm256_set_ps(3, 2, 1, 0, 3, 2, 1, 0);
-    const __m256i nib = _mm256_set1_epi32(15);
+    // vpermps reads the low 3 index bits: the centred level for 3 bits, the low 2 bits' for 2.
+    const __m256 tbl = kBits == 3 ? _mm256_set_ps(3, 2, 1, 0, -1, -2, -3, -4) : _mm256_set_ps(1, 0, -1, -2, 1, 0, -1, -2);
     for (int64_t c = 0; c < chunks; ++c) {
       float* tc = t + c * kChunk;
       __m256 acc[kPer];
@@ -185,8 +190,10 @@ struct Gptq {
         if (kBits == 8) {
           acc[0] = _mm256_fmadd_ps(xs[r], _mm256_cvtepi32_ps(w), acc[0]);
         } else if (kBits == 4) {
-          acc[0] = _mm256_fmadd_ps(xs[r], _mm256_cvtepi32_ps(_mm256_and_si256(w, nib)), acc[0]);
-          acc[1] = _mm256_fmadd_ps(xs[r], _mm256_cvtepi32_ps(_mm256_srli_epi32(w, 4)), acc[1]);
+          // (q ^ 8) read as a signed nibble is q - 8: arithmetic shifts extract both.
+          const __m256i lo = _mm256_srai_epi32(_mm256_slli_epi32(w, 28), 28);
+          acc[0] = _mm256_fmadd_ps(xs[r], _mm256_cvtepi32_ps(lo), acc[0]);
+          acc[1] = _mm256_fmadd_ps(xs[r], _mm256_cvtepi32_ps(_mm256_srai_epi32(w, 4)), acc[1]);
         } else {
           for (int v = 0; v < kPer; ++v) {
             const __m256 q = _mm256_permutevar8x32_ps(tbl, v == 0 ? w : _mm256_srli_epi32(w, kBits * v));
@@ -238,9 +245,10 @@ struct Gptq {
         float sx = 0.0f;
         for (int64_t kk = ka; kk < kb; ++kk) sx += x[kk];
         const __m256 vsx = _mm256_set1_ps(sx);
+        const __m256i centre = _mm256_set1_epi32(kCentre);
         const uint8_t* zg = zero + g * N + s0;
         const float* sg = scale + g * N + s0;
-        for (int64_t c = 0; c < nchunks; ++c) {  // a += s * (t - z * sum x), in column order
+        for (int64_t c = 0; c < nchunks; ++c) {  // a += s * (t - (z - c) * sum x), in column order
           __m256 tl[kPer], tv[kPer];
           for (int v = 0; v < kPer; ++v) tl[v] = _mm256_load_ps(t + c * kChunk + 8 * v);
           to_columns<kPer>(tl, tv);
@@ -250,10 +258,10 @@ struct Gptq {
             const int64_t n = std::min<int64_t>(8, sw - col);
             __m256 z, s;
             if (n == 8) {
-              z = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(load8(zg + col)));
+              z = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(load8(zg + col)), centre));
               s = _mm256_loadu_ps(sg + col);
             } else {
-              z = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(load_partial(zg + col, n)));
+              z = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(load_partial(zg + col, n)), centre));
               s = load_ps_partial(sg + col, n);
             }
             const __m256 d = _mm256_fnmadd_ps(z, vsx, tv[v]);

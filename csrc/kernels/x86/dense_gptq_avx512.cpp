@@ -10,18 +10,19 @@
 //
 // GEMV (memory bound; the packed bytes stream once): a column strip of the output stays in L1. The strip is
 // walked in chunks of row bytes widened to 16 dword lanes, lane l holding the levels of kPer consecutive columns:
-//   8 bits  16 bytes, vpmovzxbd, one vector in column order, vcvtdq2ps;
+//   8 bits  16 bytes ^ 0x80, vpmovsxbd, one vector in column order, vcvtdq2ps;
 //   4 bits  16 bytes, vpmovzxbd, two vectors (lane l = column 2l + c): w and w >> 4 index the 16-entry vpermps
 //           table {0..15} (vpermps reads only the low 4 index bits, so no masking is needed);
 //   2 bits  16 bytes, vpmovzxbd, four vectors (lane l = column 4l + c): w >> 2c indexes the table {i & 3};
 //   3 bits  48 bytes (128 columns): vpermd moves each 12-byte run into its own 128-bit lane and vpshufb gives
 //           each dword its 3 bytes (8 levels); eight vectors (lane l = column 8l + c): w >> 3c indexes {i & 7}.
 // So every width costs one shift, one vpermps and one FMA per 16 weights (plus the widening, amortized).
-// No zero point per weight: per group, t = sum_k x_k * q_k is accumulated in the strip (in the chunk's lane
-// order), and at the group's end t is put back in column order (log2(kPer) levels of vpermt2ps interleaves) and
-// folded in as acc += s * (t - z * sum_k x_k) (one fnmadd, one fmadd per column). That costs one multiply-add
-// pair per group and column instead of a subtraction per weight; the result differs from the reference only by
-// rounding (compared by tolerance).
+// No zero point per weight: per group, t = sum_k x_k * (q_k - c) is accumulated in the strip (in the chunk's lane
+// order; c = 2^(bits-1) is folded into the tables, and into the sign-extension of byte ^ 0x80 for 8 bits), and at
+// the group's end t is put back in column order (log2(kPer) levels of vpermt2ps interleaves) and folded in as
+// acc += s * (t - (z - c) * sum_k x_k) (one fnmadd, one fmadd per column). That costs one multiply-add pair per
+// group and column instead of a subtraction per weight; the result differs from the reference only by rounding,
+// on the scale of sum_k |x_k| * s * (|q - c| + |z - c|) (compared by tolerance; centring halves it).
 // GCC 12 before 12.3 reports the deliberate self-initialisation inside _mm512_undefined_*() (used by many
 // AVX-512 intrinsics) as -W(maybe-)uninitialized at every call site (GCC bug 105593); silence only that.
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
@@ -130,6 +131,10 @@ struct Gptq {
   static constexpr int kPer = kBits == 3 ? 8 : 8 / kBits;        // columns per widened dword lane
   static constexpr int64_t kChunk = 16 * kPer;                   // columns per GEMV chunk: 16, 32, 64, 128
   static constexpr int64_t kChunkBytes = kChunk * kBits / 8;     // 16, or 48 for 3 bits
+  // The GEMV sums centred levels q - kCentre (kCentre = 2^(bits-1), free: it is folded into the tables) and
+  // subtracts (z - kCentre) * sum x per group: the partial sums stay about half as large as with q itself, which
+  // halves the cancellation when t and z * sum x are close.
+  static constexpr int kCentre = 1 << (kBits - 1);
   static constexpr int64_t kGemvTmpFloats = 2 * kStrip;
   static constexpr float kUnscale = 1.0f;
 
@@ -181,6 +186,8 @@ struct Gptq {
     } else {
       const __m128i b = kTail ? _mm_maskz_loadu_epi8(static_cast<__mmask16>(tm), p)
                               : _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      // 8 bits: byte ^ 0x80 sign-extended is the centred level q - 128 (see kCentre).
+      if (kBits == 8) return _mm512_cvtepi8_epi32(_mm_xor_si128(b, _mm_set1_epi8(-128)));
       return _mm512_cvtepu8_epi32(b);
     }
   }
@@ -189,10 +196,10 @@ struct Gptq {
   // rows[r]: row r's bytes at the strip start.
   template <int R, bool kTail>
   static void rows_pass(const uint8_t* const* rows, const __m512* xs, float* t, int64_t chunks, __mmask64 tm) {
-    // vpermps reads the low 4 index bits: the table maps them to the level in the low kBits bits.
-    const __m512 tbl = kBits == 4   ? _mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
-                       : kBits == 3 ? _mm512_set_ps(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0)
-                                    : _mm512_set_ps(3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0);
+    // vpermps reads the low 4 index bits: the table maps them to the centred level (low kBits bits) - kCentre.
+    const __m512 tbl = kBits == 4   ? _mm512_set_ps(7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8)
+                       : kBits == 3 ? _mm512_set_ps(3, 2, 1, 0, -1, -2, -3, -4, 3, 2, 1, 0, -1, -2, -3, -4)
+                                    : _mm512_set_ps(1, 0, -1, -2, 1, 0, -1, -2, 1, 0, -1, -2, 1, 0, -1, -2);
     for (int64_t c = 0; c < chunks; ++c) {
       float* tc = t + c * kChunk;
       __m512 acc[kPer];
@@ -253,9 +260,10 @@ struct Gptq {
         float sx = 0.0f;
         for (int64_t kk = ka; kk < kb; ++kk) sx += x[kk];
         const __m512 vsx = _mm512_set1_ps(sx);
+        const __m512i centre = _mm512_set1_epi32(kCentre);
         const uint8_t* zg = zero + g * N + s0;
         const float* sg = scale + g * N + s0;
-        for (int64_t c = 0; c < nchunks; ++c) {  // a += s * (t - z * sum x), in column order
+        for (int64_t c = 0; c < nchunks; ++c) {  // a += s * (t - (z - c) * sum x), in column order
           __m512 tl[kPer], tv[kPer];
           for (int v = 0; v < kPer; ++v) tl[v] = _mm512_load_ps(t + c * kChunk + 16 * v);
           to_columns<kPer>(tl, tv);
@@ -263,7 +271,8 @@ struct Gptq {
             const int64_t col = c * kChunk + 16 * v;
             if (col >= sw) break;
             const __mmask16 m = mask16(sw - col);
-            const __m512 z = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, zg + col)));
+            const __m512 z = _mm512_cvtepi32_ps(
+                _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, zg + col)), centre));
             const __m512 s = _mm512_maskz_loadu_ps(m, sg + col);
             const __m512 d = _mm512_fnmadd_ps(z, vsx, tv[v]);
             _mm512_store_ps(a + col, _mm512_fmadd_ps(s, d, _mm512_load_ps(a + col)));
