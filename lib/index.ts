@@ -36,3 +36,4 @@ export * from './io';
 export { saveModel, loadModel, saveWeights, loadWeights, modelToKerasBytes, weightsTree, applyWeightsTree, KERAS_FORMAT_VERSION } from './io/keras';
 export type { LoadModelOptions } from './io/keras';
 export { exportSafetensors, importSafetensors } from './io/model-safetensors';
+export * from './gptq';

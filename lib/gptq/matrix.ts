@@ -31,6 +31,11 @@ export interface GptqMatrixOptions extends OpOptions {
   zeroDeadInputs?: boolean;
   /** Also return the dequantized kernel `[in, out]`; default true. */
   dequantize?: boolean;
+  /**
+   * Use a Float64Array `hessian` as scratch instead of copying it (saves `8·in²` bytes; its contents are
+   * destroyed); default false.
+   */
+  consumeHessian?: boolean;
 }
 
 /** What {@link gptqQuantizeMatrix} returns: Keras's GPTQ variables plus diagnostics. */
@@ -228,7 +233,9 @@ export async function gptqQuantizeMatrix(
   }
   const [inDim, outDim] = kernel.shape;
   let h: Float64Array;
-  if (hessian instanceof Float64Array || hessian instanceof Float32Array) {
+  if (hessian instanceof Float64Array && options.consumeHessian === true) {
+    h = hessian;
+  } else if (hessian instanceof Float64Array || hessian instanceof Float32Array) {
     h = Float64Array.from(hessian);
   } else if (hessian instanceof Tensor && hessian.dtype === 'float32') {
     if (hessian.rank !== 2 || hessian.shape[0] !== inDim || hessian.shape[1] !== inDim) {

@@ -137,7 +137,7 @@ export function applyWeightsTree(layer: Layer, root: H5Group, source = 'weights'
 
 function collect(layer: Layer, group: H5Group, where: string, plan: Array<[Layer, Tensor[], string]>, source: string): void {
   const vars = group.children.get('vars');
-  const expectVars = layer.saveOwnVariables();
+  const expectVars = layer.loadSpec();
   if (!vars || vars.kind !== 'group') {
     if (expectVars.length > 0) throw new CorruptFileError(`${source}: missing the weights group '${where}vars' of layer '${layer.name}'`);
   } else {
@@ -171,7 +171,7 @@ function collect(layer: Layer, group: H5Group, where: string, plan: Array<[Layer
     let g: H5Group | H5Dataset | undefined = group;
     for (const seg of key.split('/')) g = g && g.kind === 'group' ? g.children.get(seg) : undefined;
     if (!g || g.kind !== 'group') {
-      if (child.saveOwnVariables().length === 0 && child.savableChildren().length === 0) continue;
+      if (child.loadSpec().length === 0 && child.savableChildren().length === 0) continue;
       throw new CorruptFileError(`${source}: missing the weights group '${where}${key}' of layer '${child.name}'`);
     }
     collect(child, g, `${where}${key}/`, plan, source);

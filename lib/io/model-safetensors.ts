@@ -42,7 +42,55 @@ function flatten(group: H5Group, prefix: string, out: Array<[string, Tensor]>): 
 export function exportSafetensors(model: Layer): Uint8Array {
   const entries: Array<[string, Tensor]> = [];
   flatten(weightsTree(model), '', entries);
-  return writeSafetensors(entries, { format: 'quantkit-keras-weights', model: model.name });
+  // 3-bit GPTQ kernels (one level per byte in the Keras layout) are stored bit-packed: 3 bits per level.
+  const packed: Record<string, number[]> = {};
+  const threeBit = new Set(gptq3KernelNames(model, ''));
+  for (let i = 0; i < entries.length; i++) {
+    const [name, t] = entries[i];
+    if (!threeBit.has(name) || t.dtype !== 'uint8') continue;
+    packed[name] = [...t.shape];
+    const bytes = pack3(t.data as Uint8Array);
+    entries[i] = [name, new Tensor('uint8', [bytes.length], bytes)];
+  }
+  const meta: Record<string, string> = { format: 'quantkit-keras-weights', model: model.name };
+  if (Object.keys(packed).length > 0) meta.qk_bitpacked3 = JSON.stringify(packed);
+  return writeSafetensors(entries, meta);
+}
+
+/** Tensor names (weights-tree paths) of the kernels of 3-bit GPTQ layers under `layer`. */
+function gptq3KernelNames(layer: Layer, where: string): string[] {
+  const out: string[] = [];
+  const st = (layer as { gptqState?: { bits: number } | null }).gptqState;
+  if (st && st.bits === 3) {
+    const i = layer.variables.findIndex((v) => v.name === 'kernel');
+    if (i >= 0) out.push(`${where}vars/${i}`);
+  }
+  for (const [key, child] of layer.savableChildren()) out.push(...gptq3KernelNames(child, `${where}${key}/`));
+  return out;
+}
+
+/** Little-endian bit stream: level i occupies bits [3i, 3i + 3). Values must be < 8. */
+export function pack3(levels: Uint8Array): Uint8Array {
+  const out = new Uint8Array(Math.ceil((levels.length * 3) / 8));
+  for (let i = 0; i < levels.length; i++) {
+    const bit = i * 3;
+    const v = levels[i] & 7;
+    out[bit >> 3] |= (v << (bit & 7)) & 0xff;
+    if ((bit & 7) > 5) out[(bit >> 3) + 1] |= v >> (8 - (bit & 7));
+  }
+  return out;
+}
+
+/** Inverse of {@link pack3} for `n` levels. */
+export function unpack3(bytes: Uint8Array, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const bit = i * 3;
+    const lo = bytes[bit >> 3] >> (bit & 7);
+    const hi = (bit & 7) > 5 ? bytes[(bit >> 3) + 1] << (8 - (bit & 7)) : 0;
+    out[i] = (lo | hi) & 7;
+  }
+  return out;
 }
 
 /**
@@ -53,7 +101,27 @@ export function exportSafetensors(model: Layer): Uint8Array {
  * ```
  */
 export function importSafetensors(model: Layer, bytes: Uint8Array, source = 'safetensors'): void {
-  const { tensors } = readSafetensors(bytes, { source });
+  const { tensors, metadata } = readSafetensors(bytes, { source });
+  if (metadata.qk_bitpacked3 !== undefined) {
+    let packed: unknown;
+    try {
+      packed = JSON.parse(metadata.qk_bitpacked3);
+    } catch {
+      throw new CorruptFileError(`${source}: metadata qk_bitpacked3 is not valid JSON`);
+    }
+    if (packed === null || typeof packed !== 'object' || Array.isArray(packed)) throw new CorruptFileError(`${source}: metadata qk_bitpacked3 must be an object`);
+    for (const [name, shape] of Object.entries(packed as Record<string, unknown>)) {
+      const t = tensors.get(name);
+      if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d) => Number.isSafeInteger(d) && d >= 0) || !t || t.dtype !== 'uint8') {
+        throw new CorruptFileError(`${source}: bit-packed 3-bit tensor '${name}' is missing or has a bad shape ${JSON.stringify(shape)}`);
+      }
+      const n = (shape[0] as number) * (shape[1] as number);
+      if (!Number.isSafeInteger(n) || t.size !== Math.ceil((n * 3) / 8)) {
+        throw new CorruptFileError(`${source}: bit-packed 3-bit tensor '${name}' holds ${t.size} bytes, expected ${Math.ceil((n * 3) / 8)} for shape [${shape.join(', ')}]`);
+      }
+      tensors.set(name, new Tensor('uint8', shape as number[], unpack3(t.data as Uint8Array, n)));
+    }
+  }
   const root = h5Group();
   for (const [name, t] of tensors) {
     const segs = name.split('/');

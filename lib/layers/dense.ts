@@ -6,7 +6,7 @@
 import { InvalidArgumentError, ShapeMismatchError } from '../errors';
 import { denseForward } from '../ops/dense';
 import { Int4DTypePolicy } from '../dtype-policies';
-import { AbsMaxQuantizer, QuantizationConfig, QuantizationMode, Quantizer } from '../quantizers';
+import { AbsMaxQuantizer, GPTQConfig, QuantizationConfig, QuantizationMode, Quantizer } from '../quantizers';
 import { Tensor, describe } from '../tensor';
 import { ActivationName, applyActivation, checkActivation } from './activations';
 import {
@@ -31,6 +31,15 @@ import {
   serializeInitializer,
   serializeQuantizationConfig,
 } from './core-layers';
+import {
+  dequantizeGptq,
+  emptyGptqState,
+  GptqState,
+  gptqParams,
+  gptqStateWithValues,
+  gIdxAsFloat32,
+  projectGptq,
+} from './gptq-core';
 import { initialize, Initializer } from './initializers';
 import { Layer, LayerOptions } from './layer';
 import { Variable } from './variable';
@@ -88,6 +97,14 @@ export class Dense extends Layer {
    * `inputs_scale`, used for layers loaded from Keras files so their outputs match Keras).
    */
   float8InputScale: number | null = null;
+  /** GPTQ weights (GPTQ mode only). */
+  protected gptq: GptqState | null = null;
+  /**
+   * GPTQ calibration hook (set by the calibration driver): receives the `[rows, in]` float32 inputs of every
+   * float forward, i.e. exactly what the projection multiplies.
+   * @internal
+   */
+  _gptqCapture: ((x2d: Tensor<'float32'>) => Promise<void>) | null = null;
 
   constructor(options: DenseOptions) {
     super(options);
@@ -120,8 +137,14 @@ export class Dense extends Layer {
 
   /** Builds quantized variables directly (a layer created from a quantized policy, e.g. when loading). */
   protected quantizedBuild(mode: QuantizationMode): void {
-    if (mode === 'gptq') throw this.noQuantizeSupport();
     const policy = this.effectivePolicy;
+    if (mode === 'gptq') {
+      const { bits, groupSize } = gptqParams(this.quantizationConfig, policy, this.name);
+      if (this.useBias) this.bias = new Variable('bias', new Tensor('float32', [this.units]));
+      this.installGptq(emptyGptqState(this.inputDim, this.units, bits, groupSize));
+      this._isQuantized = true;
+      return;
+    }
     const block = blockSizeFor(this.quantizationConfig, policy instanceof Int4DTypePolicy ? policy.blockSize : null);
     const state = emptyQuantState(this.inputDim, this.units, mode, mode === 'int4' ? block : null);
     if (this.useBias) this.bias = new Variable('bias', new Tensor('float32', [this.units]));
@@ -159,19 +182,70 @@ export class Dense extends Layer {
     this.kernel = null;
   }
 
+  /** Tracks the GPTQ variables in Keras's order (bias, quantized_kernel, kernel_scale, kernel_zero, g_idx). */
+  private installGptq(state: GptqState): void {
+    const nt = { trainable: false };
+    const vars: Variable[] = [];
+    if (this.bias) vars.push(this.bias);
+    vars.push(
+      new Variable('kernel', state.kernel, nt),
+      new Variable('kernel_scale', state.scale, nt),
+      new Variable('kernel_zero', state.zero, nt),
+      new Variable('g_idx', state.gIdx, nt),
+    );
+    this.setVariables(vars);
+    this.gptq = state;
+    this.qstate = null;
+    this.kernel = null;
+  }
+
+  /**
+   * Installs calibrated GPTQ weights (used by the calibration driver and {@link gptqQuantizeLayer}): the float
+   * kernel is released, the policy becomes `gptq/<bits>/<group>_from_<source>`.
+   * @internal
+   */
+  _installGptq(state: GptqState, config: GPTQConfig | null): void {
+    if (state.rows !== this.inputDim || state.cols !== this.units) {
+      throw new InvalidArgumentError(`Expected GPTQ weights of shape [${this.inputDim}, ${this.units}] for layer '${this.name}' but received [${state.rows}, ${state.cols}]`);
+    }
+    this.installGptq(state);
+    this.quantizationConfig = config;
+    this.inputsQuantizer = null;
+    this.setQuantizedPolicy(`gptq/${state.bits}/${state.groupSize}`);
+    this._isQuantized = true;
+  }
+
   /** After loading: rebuild the quantized state from the (replaced) variable values. */
   protected override afterLoad(): void {
+    if (this.gptq) {
+      const get = (n: string) => (this._variables.find((v) => v.name === n) as Variable).value;
+      this.gptq = gptqStateWithValues(this.gptq, get('kernel') as Tensor<'uint8'>, get('kernel_scale') as Tensor<'float32'>, get('kernel_zero') as Tensor<'uint8'>, get('g_idx') as Tensor<'float32'>);
+      return;
+    }
     if (!this.qstate) return;
     this.qstate = stateFromVariables(this.qstate, this._variables);
   }
 
   /** float8 layers save the float32 kernel, as Keras keeps it (the fp8 codes times the kernel scale). */
   override saveOwnVariables(): Tensor[] {
+    if (this.gptq && !this.gptq.calibrated) {
+      throw new InvalidArgumentError(`Cannot save an uncalibrated GPTQ layer '${this.name}': run model.quantize('gptq', { config }) with calibration data first`);
+    }
+    return saveFloat8Aware(this.qstate, this._variables);
+  }
+
+  /** What a file must hold for this layer (also for an uncalibrated GPTQ layer). @internal */
+  override loadSpec(): Tensor[] {
     return saveFloat8Aware(this.qstate, this._variables);
   }
 
   /** float8 layers load Keras's float32 kernel and quantize it with the stored kernel scale. */
   override loadOwnVariables(tensors: Tensor[]): void {
+    if (this.gptq) {
+      // g_idx is float32 in Keras files; accept int32 too (Keras casts on load).
+      const i = this._variables.findIndex((v) => v.name === 'g_idx');
+      if (i >= 0 && i < tensors.length) tensors = tensors.map((t, j) => (j === i ? gIdxAsFloat32(t) : t));
+    }
     super.loadOwnVariables(loadFloat8Aware(this.qstate, this._variables, tensors, this.name));
     if (this.qstate?.mode === 'float8') this.float8InputScale = storedInputScale(this._variables);
   }
@@ -200,6 +274,7 @@ export class Dense extends Layer {
   async call(inputs: Tensor): Promise<Tensor<'float32'>> {
     const x = this.checkInputs(inputs);
     if (!this.kernel) throw new InvalidArgumentError(`Layer '${this.name}' is quantized; call apply() instead of call()`);
+    if (this._gptqCapture) await this._gptqCapture(x.reshape([x.size / this.inputDim, this.inputDim]) as Tensor<'float32'>);
     const y = await denseForward(x, { format: 'float32', kernel: this.kernel.value.data }, this.units, this.bias?.value.data ?? null);
     applyActivation(this.activation, y.data, this.units);
     return y;
@@ -207,10 +282,15 @@ export class Dense extends Layer {
 
   protected override async quantizedCall(inputs: Tensor): Promise<Tensor<'float32'>> {
     const x = this.checkInputs(inputs);
-    if (!this.qstate) throw new InvalidArgumentError(`Layer '${this.name}' has no quantized weights`);
     const lead = x.shape.slice(0, -1);
     const M = lead.reduce((a, b) => a * b, 1);
     const x2d = x.reshape([M, this.inputDim]) as Tensor<'float32'>;
+    if (this.gptq) {
+      const yg = await projectGptq(x2d, this.gptq, this.bias?.value.data ?? null);
+      applyActivation(this.activation, yg.data, this.units);
+      return yg.reshape([...lead, this.units]) as Tensor<'float32'>;
+    }
+    if (!this.qstate) throw new InvalidArgumentError(`Layer '${this.name}' has no quantized weights`);
     const y = await projectQuantized(x2d, this.qstate, this.units, this.bias?.value.data ?? null, this.inputsQuantizer, this.float8InputScale);
     applyActivation(this.activation, y.data, this.units);
     return y.reshape([...lead, this.units]) as Tensor<'float32'>;
@@ -232,6 +312,40 @@ export class Dense extends Layer {
   }
 
   /**
+   * A closure that puts the layer back exactly as it is now (weights, variables, policy, config). The GPTQ driver
+   * takes one before installing calibrated weights, so that an aborted or failed calibration leaves the model
+   * unchanged.
+   * @internal
+   */
+  _gptqRestorePoint(): () => void {
+    const saved = {
+      kernel: this.kernel,
+      qstate: this.qstate,
+      gptq: this.gptq,
+      policy: this._policy,
+      variables: this._variables,
+      config: this.quantizationConfig,
+      inputsQuantizer: this.inputsQuantizer,
+      isQuantized: this._isQuantized,
+    };
+    return () => {
+      this.kernel = saved.kernel;
+      this.qstate = saved.qstate;
+      this.gptq = saved.gptq;
+      this._policy = saved.policy;
+      this._variables = saved.variables;
+      this.quantizationConfig = saved.config;
+      this.inputsQuantizer = saved.inputsQuantizer;
+      this._isQuantized = saved.isQuantized;
+    };
+  }
+
+  /** The GPTQ weights (null unless GPTQ mode). */
+  get gptqState(): Readonly<GptqState> | null {
+    return this.gptq;
+  }
+
+  /**
    * The kernel as float32 `[in, units]`: the float kernel, or the dequantized quantized kernel.
    * @example
    * ```ts
@@ -240,6 +354,7 @@ export class Dense extends Layer {
    */
   async dequantizedKernel(): Promise<Tensor<'float32'>> {
     if (this.kernel) return this.kernel.value;
+    if (this.gptq) return dequantizeGptq(this.gptq);
     if (!this.qstate) throw new InvalidArgumentError(`Layer '${this.name}' is not built`);
     return dequantizeState(this.qstate, this.inputDim, this.units);
   }
@@ -296,3 +411,4 @@ export class Dense extends Layer {
   }
 
 }
+

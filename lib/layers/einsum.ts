@@ -10,6 +10,15 @@ import { denseForward } from '../ops/dense';
 import { Int4DTypePolicy } from '../dtype-policies';
 import { AbsMaxQuantizer, QuantizationConfig, QuantizationMode, Quantizer } from '../quantizers';
 import { Tensor, describe } from '../tensor';
+import {
+  dequantizeGptq,
+  emptyGptqState,
+  GptqState,
+  gptqParams,
+  gptqStateWithValues,
+  gIdxAsFloat32,
+  projectGptq,
+} from './gptq-core';
 import { ActivationName, applyActivation, checkActivation } from './activations';
 import {
   blockSizeFor,
@@ -185,6 +194,14 @@ export class EinsumDense extends Layer {
   float8InputScale: number | null = null;
   /** One 2-D quantized state per combination of batch letters (one when the equation has none). */
   protected qstates: QuantState[] | null = null;
+  /** GPTQ weights of the [contracted, free] projection (GPTQ mode only). */
+  protected gptq: GptqState | null = null;
+  /**
+   * GPTQ calibration hook: receives the `[rows, contracted]` float32 inputs of every float forward, exactly what
+   * the projection multiplies.
+   * @internal
+   */
+  _gptqCapture: ((x2d: Tensor<'float32'>) => Promise<void>) | null = null;
   /** Known after build. */
   plan: EinsumPlan | null = null;
   kernelShape: number[] = [];
@@ -304,8 +321,15 @@ export class EinsumDense extends Layer {
 
   protected quantizedBuild(mode: QuantizationMode): void {
     this.checkModeSupported(mode);
-    if (mode === 'gptq') throw this.noQuantizeSupport();
     const policy = this.effectivePolicy;
+    if (mode === 'gptq') {
+      const { bits, groupSize } = gptqParams(this.quantizationConfig, policy, this.name);
+      const bs = this.biasShape();
+      this.bias = bs ? new Variable('bias', new Tensor('float32', bs)) : null;
+      this.installGptq(emptyGptqState(this.C, this.F, bits, groupSize));
+      this._isQuantized = true;
+      return;
+    }
     const block = blockSizeFor(this.quantizationConfig, policy instanceof Int4DTypePolicy ? policy.blockSize : null);
     const states = Array.from({ length: this.B }, () => emptyQuantState(this.C, this.F, mode, mode === 'int4' ? block : null));
     const bs = this.biasShape();
@@ -360,6 +384,82 @@ export class EinsumDense extends Layer {
     this.kernel = null;
   }
 
+  /** GPTQ variables in Keras's order: bias, quantized_kernel, kernel_scale, zero_point (Keras's name here), g_idx. */
+  private installGptq(state: GptqState): void {
+    const nt = { trainable: false };
+    const vars: Variable[] = [];
+    if (this.bias) vars.push(this.bias);
+    vars.push(
+      new Variable('kernel', state.kernel, nt),
+      new Variable('kernel_scale', state.scale, nt),
+      new Variable('zero_point', state.zero, nt),
+      new Variable('g_idx', state.gIdx, nt),
+    );
+    this.setVariables(vars);
+    this.gptq = state;
+    this.qstates = null;
+    this.kernel = null;
+  }
+
+  /**
+   * The float projection `[contracted, free]` GPTQ calibrates (the kernel in the internal order, no batch letters).
+   * @internal
+   */
+  _gptqFloatKernel(): Tensor<'float32'> {
+    if (!this.kernel) throw new InvalidArgumentError(`Layer '${this.name}' has no float kernel to quantize`);
+    this.checkModeSupported('gptq');
+    return new Tensor('float32', [this.C, this.F], Float32Array.from(this.kernelSlices(this.kernel.value.data)[0]));
+  }
+
+  /**
+   * Installs calibrated GPTQ weights of the `[contracted, free]` projection; the float kernel is released.
+   * @internal
+   */
+  _installGptq(state: GptqState, config: QuantizationConfig | null): void {
+    if (state.rows !== this.C || state.cols !== this.F) {
+      throw new InvalidArgumentError(`Expected GPTQ weights of shape [${this.C}, ${this.F}] for layer '${this.name}' but received [${state.rows}, ${state.cols}]`);
+    }
+    this.installGptq(state);
+    this.quantizationConfig = config;
+    this.inputsQuantizer = null;
+    this.setQuantizedPolicy(`gptq/${state.bits}/${state.groupSize}`);
+    this._isQuantized = true;
+  }
+
+  /**
+   * A closure that puts the layer back exactly as it is now (weights, variables, policy, config). The GPTQ driver
+   * takes one before installing calibrated weights, so that an aborted or failed calibration leaves the model
+   * unchanged.
+   * @internal
+   */
+  _gptqRestorePoint(): () => void {
+    const saved = {
+      kernel: this.kernel,
+      qstates: this.qstates,
+      gptq: this.gptq,
+      policy: this._policy,
+      variables: this._variables,
+      config: this.quantizationConfig,
+      inputsQuantizer: this.inputsQuantizer,
+      isQuantized: this._isQuantized,
+    };
+    return () => {
+      this.kernel = saved.kernel;
+      this.qstates = saved.qstates;
+      this.gptq = saved.gptq;
+      this._policy = saved.policy;
+      this._variables = saved.variables;
+      this.quantizationConfig = saved.config;
+      this.inputsQuantizer = saved.inputsQuantizer;
+      this._isQuantized = saved.isQuantized;
+    };
+  }
+
+  /** The GPTQ weights (null unless GPTQ mode). */
+  get gptqState(): Readonly<GptqState> | null {
+    return this.gptq;
+  }
+
   /** The float kernel as B slices of [C, F]. */
   private kernelSlices(data: Float32Array): Float32Array[] {
     const all = permute(data, this.kernelShape, this.kernelPerm());
@@ -369,6 +469,11 @@ export class EinsumDense extends Layer {
 
   /** After loading: rebuild the internal [C, F] slices from the (replaced) variables in Keras layout. */
   protected override afterLoad(): void {
+    if (this.gptq) {
+      const get = (n: string) => (this._variables.find((v) => v.name === n) as Variable).value;
+      this.gptq = gptqStateWithValues(this.gptq, get('kernel') as Tensor<'uint8'>, get('kernel_scale') as Tensor<'float32'>, get('zero_point') as Tensor<'uint8'>, get('g_idx') as Tensor<'float32'>);
+      return;
+    }
     const states = this.qstates;
     if (!states) return;
     const plan = this.plan as EinsumPlan;
@@ -397,11 +502,23 @@ export class EinsumDense extends Layer {
 
   /** float8 layers save the float32 kernel, as Keras keeps it. */
   override saveOwnVariables(): Tensor[] {
+    if (this.gptq && !this.gptq.calibrated) {
+      throw new InvalidArgumentError(`Cannot save an uncalibrated GPTQ layer '${this.name}': run model.quantize('gptq', { config }) with calibration data first`);
+    }
+    return saveFloat8Aware(this.qstates?.[0] ?? null, this._variables);
+  }
+
+  /** What a file must hold for this layer (also for an uncalibrated GPTQ layer). @internal */
+  override loadSpec(): Tensor[] {
     return saveFloat8Aware(this.qstates?.[0] ?? null, this._variables);
   }
 
   /** float8 layers load Keras's float32 kernel and quantize it with the stored kernel scale. */
   override loadOwnVariables(tensors: Tensor[]): void {
+    if (this.gptq) {
+      const i = this._variables.findIndex((v) => v.name === 'g_idx');
+      if (i >= 0 && i < tensors.length) tensors = tensors.map((t, j) => (j === i ? gIdxAsFloat32(t) : t));
+    }
     const first = this.qstates?.[0] ?? null;
     super.loadOwnVariables(loadFloat8Aware(first, this._variables, tensors, this.name));
     if (first?.mode === 'float8') this.float8InputScale = storedInputScale(this._variables);
@@ -490,6 +607,7 @@ export class EinsumDense extends Layer {
   async call(inputs: Tensor): Promise<Tensor<'float32'>> {
     if (!this.kernel) throw new InvalidArgumentError(`Layer '${this.name}' is quantized; call apply() instead of call()`);
     const { slices, freeSizes } = this.prepareInput(inputs);
+    if (this._gptqCapture && this.B === 1) await this._gptqCapture(slices[0]);
     const kernels = this.kernelSlices(this.kernel.value.data);
     const ys: Tensor<'float32'>[] = [];
     for (let b = 0; b < this.B; b++) ys.push(await denseForward(slices[b], { format: 'float32', kernel: kernels[b] }, this.F, null));
@@ -498,6 +616,7 @@ export class EinsumDense extends Layer {
 
   protected override async quantizedCall(inputs: Tensor): Promise<Tensor<'float32'>> {
     const { slices, freeSizes } = this.prepareInput(inputs);
+    if (this.gptq) return this.finishOutput([await projectGptq(slices[0], this.gptq, null)], freeSizes);
     const states = this.qstates as QuantState[];
     const ys: Tensor<'float32'>[] = [];
     for (let b = 0; b < this.B; b++) ys.push(await projectQuantized(slices[b], states[b], this.F, null, this.inputsQuantizer, this.float8InputScale));
@@ -507,6 +626,10 @@ export class EinsumDense extends Layer {
   /** float32 kernel in the equation's kernel layout (dequantized when quantized). */
   async dequantizedKernel(): Promise<Tensor<'float32'>> {
     if (this.kernel) return this.kernel.value;
+    if (this.gptq) {
+      const dq = await dequantizeGptq(this.gptq);
+      return new Tensor('float32', this.kernelShape, permute(dq.data, this.internalKernelShape(), inversePerm(this.kernelPerm())));
+    }
     const joined = new Float32Array(this.B * this.C * this.F);
     const states = this.qstates as QuantState[];
     for (let b = 0; b < this.B; b++) joined.set((await dequantizeState(states[b], this.C, this.F)).data, b * this.C * this.F);
@@ -542,6 +665,7 @@ export class EinsumDense extends Layer {
       kernel_constraint: null,
       bias_constraint: null,
       quantization_config: serializeQuantizationConfig(this.quantizationConfig),
+      ...(this.gptq ? { gptq_unpacked_column_size: this.F } : {}),
     };
   }
 

@@ -325,6 +325,16 @@ export abstract class Layer {
   }
 
   /**
+   * The tensors a weights file must hold for this layer (shapes and dtypes as {@link Layer.saveOwnVariables}
+   * writes them); used by loaders to check a file before changing anything. Unlike `saveOwnVariables` it never
+   * refuses (an uncalibrated GPTQ layer cannot be saved but can be loaded into).
+   * @internal
+   */
+  loadSpec(): Tensor[] {
+    return this.saveOwnVariables();
+  }
+
+  /**
    * Loads weights saved by {@link Layer.saveOwnVariables} (or by Keras). The count, shapes and dtypes must match
    * exactly; nothing is changed unless everything matches.
    * @throws CorruptFileError naming the layer, what was expected and what was received.

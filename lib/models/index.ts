@@ -28,4 +28,4 @@ export type { InputOptions, InputLayerOptions, SymbolicShape, NodeArgsForm } fro
 export { applySymbolic, FunctionalGraph, serializeLayer, deserializeLayer, rebuildFunctional } from './graph';
 export type { ApplySymbolicOptions, FromConfigOptions, KerasClassInfo } from './graph';
 export { QuantizationReport } from './report';
-export type { QuantizedEntry, SkippedEntry, ErrorEntry } from './report';
+export type { QuantizedEntry, SkippedEntry, ErrorEntry, GptqLayerEntry } from './report';

@@ -26,6 +26,7 @@ import {
 } from './graph';
 import { InputLayer, SymbolicShape, SymbolicTensor } from './input';
 import { QuantizationReport } from './report';
+import { GptqProgress, GptqRunOptions, runGptqCalibration } from '../gptq/calibrate';
 
 /** Options of a functional or subclassed {@link Model}. */
 export interface ModelOptions extends LayerOptions {
@@ -48,6 +49,14 @@ export interface ModelQuantizeOptions {
   typeCheck?: boolean;
   /** Print the report (default true, as Keras). */
   verbose?: boolean;
+  /** GPTQ: progress callback (block started, layer quantized, done). */
+  onProgress?: ((p: GptqProgress) => void) | null;
+  /** GPTQ: abort calibration; the model is left unchanged and the call rejects with `AbortedError`. */
+  signal?: AbortSignal | null;
+  /** GPTQ: calibrate sub-layers of a block in execution order, each seeing the earlier ones quantized (default true). */
+  trueSequential?: boolean;
+  /** GPTQ: seed of the calibration windows (default 42). */
+  seed?: number;
 }
 
 /** The GPTQ layer structure: layers before the blocks, and the blocks calibrated one after the other. */
@@ -68,6 +77,8 @@ export interface GPTQContext {
   report: QuantizationReport;
   /** Dense / EinsumDense layers inside the blocks that passed the filters and are not quantized yet. */
   targets: Layer[];
+  /** Run options (progress, abort signal, ordering, seed). */
+  run?: GptqRunOptions;
   /** The normalized structure. */
   preBlockLayers: Layer[];
   /** The normalized blocks. */
@@ -720,7 +731,8 @@ export class Model extends Layer {
     if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) {
       throw new InvalidArgumentError(`Expected an options object for options of quantize() but received ${describe(opts)}`);
     }
-    const { config: configArg, filters, typeCheck = true, verbose = true, ...rest } = opts as ModelQuantizeOptions & Record<string, unknown>;
+    const { config: configArg, filters, typeCheck = true, verbose = true, onProgress, signal, trueSequential, seed, ...rest } =
+      opts as ModelQuantizeOptions & Record<string, unknown>;
     const config = validateAndResolveConfig(mode ?? null, configArg ?? null);
     this.refreshPaths();
     this.checkQuantizeArgs(config.mode);
@@ -728,7 +740,7 @@ export class Model extends Layer {
     if (unknown.length > 0) {
       const repr = `{${unknown.map((k) => `'${k}': ${_pyRepr(rest[k])}`).join(', ')}}`;
       throw new InvalidArgumentError(
-        `Expected only config, filters, typeCheck and verbose for options of quantize() but received ${unknown.map((k) => `'${k}'`).join(', ')}: Unrecognized keyword arguments passed to ${this.constructor.name}: ${repr}`,
+        `Expected only config, filters, typeCheck, verbose (and for GPTQ onProgress, signal, trueSequential, seed) for options of quantize() but received ${unknown.map((k) => `'${k}'`).join(', ')}: Unrecognized keyword arguments passed to ${this.constructor.name}: ${repr}`,
       );
     }
     if (typeof typeCheck !== 'boolean') throw new InvalidArgumentError(`Expected a boolean for typeCheck but received ${describe(typeCheck)}`);
@@ -784,7 +796,12 @@ export class Model extends Layer {
         report.addQuantized(layer.path, layer.quantizationMode, layer.effectivePolicy.name);
       }
       if (config.mode === 'gptq' && structure) {
-        await this.gptqQuantize(config as GPTQConfig, structure, filter, { report, targets, ...structure });
+        await this.gptqQuantize(config as GPTQConfig, structure, filter, {
+          report,
+          targets,
+          ...structure,
+          run: { onProgress: onProgress ?? null, signal: signal ?? null, trueSequential, seed },
+        });
         changed = report.numQuantized > 0;
       }
     } finally {
@@ -845,21 +862,35 @@ export class Model extends Layer {
   }
 
   /**
-   * GPTQ calibration of `context.targets` block by block (Keras `gptq_quantize`). Not implemented yet: it
-   * throws after the structure and filters were checked, before any layer changes.
-   * @throws UnsupportedError always, for now.
+   * GPTQ calibration of `context.targets` block by block (Keras `gptq_quantize`, with real calibration; see
+   * `lib/gptq/calibrate.ts`). Fills the report (quantized layers with their GPTQ details in `report.gptq`;
+   * targets the blocks never call are skipped). On error or abort the model is left unchanged.
+   * Called by {@link Model.quantize}; override to customize.
    * @example
    * ```ts
    * await model.quantize('gptq', { config: new GPTQConfig({ dataset, tokenizer, quantizationLayerStructure }) });
    * ```
    */
   async gptqQuantize(
-    _config: GPTQConfig,
-    _structure: { preBlockLayers: Layer[]; sequentialBlocks: Layer[] },
+    config: GPTQConfig,
+    structure: { preBlockLayers: Layer[]; sequentialBlocks: Layer[] },
     _filters: ((layer: Layer) => boolean) | null,
-    _context?: GPTQContext,
+    context?: GPTQContext,
   ): Promise<void> {
-    throw new UnsupportedError('GPTQ calibration is not implemented yet');
+    const targets = context?.targets ?? [];
+    const report = context?.report ?? null;
+    const result = await runGptqCalibration(
+      { config, preBlockLayers: structure.preBlockLayers, sequentialBlocks: structure.sequentialBlocks, targets, descendants: (l) => this.descendants(l) },
+      context?.run ?? {},
+    );
+    if (report) {
+      for (const e of result.entries) {
+        const layer = targets.find((l) => l.path === e.path);
+        report.addQuantized(e.path, 'gptq', layer ? layer.effectivePolicy.name : `gptq/${e.bits}/${e.groupSize}`);
+        report.gptq.push(e);
+      }
+      for (const l of result.notCalled) report.addSkipped(l.path, QuantizationReport.SKIP_NOT_CALLED);
+    }
   }
 
   /**
@@ -926,7 +957,8 @@ export class Model extends Layer {
   static numberByClass(layers: readonly Layer[]): Array<[string, Layer]> {
     const used = new Map<string, number>();
     return layers.map((l) => {
-      const base = snakeCase(l.constructor.name);
+      // A functional model is class `Functional` in Keras, hence `layers/functional`.
+      const base = l instanceof Model && l.constructor === Model && l._qkGraph ? 'functional' : snakeCase(l.constructor.name);
       const n = used.get(base);
       used.set(base, n === undefined ? 0 : n + 1);
       return [`layers/${n === undefined ? base : `${base}_${n + 1}`}`, l] as [string, Layer];

@@ -30,6 +30,30 @@ export interface ErrorEntry {
   message: string;
 }
 
+/** Per-layer GPTQ calibration details (`report.gptq`). */
+export interface GptqLayerEntry {
+  /** Layer path. */
+  path: string;
+  /** Bit width. */
+  bits: number;
+  /** Group size (`-1` = per output channel). */
+  groupSize: number;
+  /** Relative damping that succeeded (`λ = damping · mean(diag H)`). */
+  damping: number;
+  /** Factorization attempts (more than 1 = the damping was raised because H was not positive definite). */
+  dampingTries: number;
+  /** Inputs never activated by the calibration data (`diag H = 0`). */
+  deadInputs: number;
+  /** The proxy loss GPTQ minimizes, `Σ (w − q)² / d²`. */
+  loss: number;
+  /** `‖XW − XŴ‖² / ‖XW‖²` on (up to 512) calibration rows of this layer's real inputs. */
+  relativeOutputError: number;
+  /** Calibration rows (tokens) in the Hessian. */
+  rows: number;
+  /** Seconds for this layer (Hessian finalization + GPTQ + installation). */
+  seconds: number;
+}
+
 function pyStr(s: string): string {
   return `'${s}'`;
 }
@@ -54,6 +78,8 @@ export class QuantizationReport {
   static readonly SKIP_ALREADY_QUANTIZED = 'already quantized';
   /** A GPTQ call whose layer structure does not cover the layer. */
   static readonly SKIP_OUTSIDE_STRUCTURE = 'outside quantization structure';
+  /** GPTQ: the layer is inside a block but the block never called it during calibration. */
+  static readonly SKIP_NOT_CALLED = 'not called during calibration';
 
   /** The resolved mode of the call. */
   mode: string | null;
@@ -63,6 +89,8 @@ export class QuantizationReport {
   readonly skipped: SkippedEntry[] = [];
   /** Recorded non-fatal errors (normally empty: real errors propagate). */
   readonly errors: ErrorEntry[] = [];
+  /** GPTQ only: calibration details per quantized layer, in calibration order. */
+  readonly gptq: GptqLayerEntry[] = [];
 
   /**
    * @param mode - the resolved quantization mode (default null)
@@ -202,6 +230,15 @@ export class QuantizationReport {
     lines.push(`Skipped ${this.numSkipped} layer(s):`);
     if (this.skipped.length === 0) lines.push('  (none)');
     for (const s of this.skipped) lines.push(`  - ${s.path}: ${s.reason}`);
+    if (this.gptq.length > 0) {
+      lines.push('GPTQ calibration:');
+      lines.push('  layer | bits | group | damping (tries) | dead | proxy loss | rel. output error | rows | seconds');
+      for (const g of this.gptq) {
+        lines.push(
+          `  ${g.path} | ${g.bits} | ${g.groupSize} | ${g.damping.toPrecision(3)} (${g.dampingTries}) | ${g.deadInputs} | ${g.loss.toPrecision(4)} | ${g.relativeOutputError.toExponential(3)} | ${g.rows} | ${g.seconds.toFixed(3)}`,
+        );
+      }
+    }
     if (this.errors.length > 0) {
       lines.push(`Errors on ${this.numErrors} layer(s):`);
       for (const e of this.errors) lines.push(`  - ${e.path}: ${e.message}`);

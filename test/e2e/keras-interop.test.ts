@@ -123,6 +123,7 @@ describe("Keras 3's own quantized files", () => {
     ['fn_int4_block16', 1e-4],
     ['mha_float32', 1e-5],
     ['mha_int8_policymap', 1e-4],
+    ['gptq_tiny', 1e-4],
   ];
   test.each(cases)('%s reproduces Keras (max abs diff relative to max |y| < %s)', async (name, tol) => {
     const model = await loadModel(path.join(FIX, `${name}.keras`));
