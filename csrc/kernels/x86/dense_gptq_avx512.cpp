@@ -16,7 +16,11 @@
 //   2 bits  16 bytes, vpmovzxbd, four vectors (lane l = column 4l + c): w >> 2c indexes the table {i & 3};
 //   3 bits  48 bytes (128 columns): vpermd moves each 12-byte run into its own 128-bit lane and vpshufb gives
 //           each dword its 3 bytes (8 levels); eight vectors (lane l = column 8l + c): w >> 3c indexes {i & 7}.
-// So every width costs one shift, one vpermps and one FMA per 16 weights (plus the widening, amortized).
+// So every width costs one shift, one vpermps and one FMA per 16 weights (plus the widening, amortized) when rows
+// are taken one at a time. Narrow widths take several rows per lookup, the table holding the x-weighted sums
+// (rows_pass_pairs, rows_pass_triples): 2 bits two rows per 16-entry table (one lookup and one add per 32
+// weights), 3 bits three rows per 32-entry + 16-entry table pair (two lookups and two adds per 48 weights), which
+// is what makes 2 and 3 bits cheaper per weight than 4 (whose nibble already fills the 4-bit vpermps index).
 // No zero point per weight: per group, t = sum_k x_k * (q_k - c) is accumulated in the strip (in the chunk's lane
 // order; c = 2^(bits-1) is folded into the tables, and into the sign-extension of byte ^ 0x80 for 8 bits), and at
 // the group's end t is put back in column order (log2(kPer) levels of vpermt2ps interleaves) and folded in as
@@ -192,10 +196,114 @@ struct Gptq {
     }
   }
 
+  // 3 bits, rows in triples (a, b, c) = rows (k, k+1, k+2): their 9 bits per column go through two lookups,
+  // a 32-entry vpermt2ps table T1 indexed by a's level and b's low two bits (5 bits) and a 16-entry vpermps
+  // table T2 indexed by b's high bit and c's level (4 bits):
+  //   T1[i] = x_a * ((i & 7) - 4) + x_b * ((i >> 3) - 4),   T2[j] = x_b * 4 * (j & 1) + x_c * ((j >> 1) - 4)
+  // so two lookups and two adds cover 48 weights. In the widened lanes level f sits at bits 3f; the indices of
+  // the even levels f (bits 3f .. 3f+4, 6 apart, so they do not overlap) are assembled for all of them at once
+  // by one bit select each, X = sel(A, B << 3) and Y = sel(B >> 2, C << 1), and likewise for the odd levels;
+  // a shift by 3f then brings level f's index to the bottom (the lookups read only the low 5 / 4 bits).
+  template <int R, bool kTail>
+  static void rows_pass_triples(const uint8_t* const* rows, const __m512* xs, float* t, int64_t chunks,
+                                __mmask64 tm) {
+    constexpr int Q = R / 3;
+    // Bit-select masks (1 = first operand): even levels' X takes A at bits 3f .. 3f+2 (f even), odd levels' at
+    // 3f .. 3f+2 (f odd); Y takes B >> 2 at bit 3f.
+    const __m512i mxe = _mm512_set1_epi32(0x001C71C7);  // bits 0-2, 6-8, 12-14, 18-20
+    const __m512i mxo = _mm512_set1_epi32(0x00E38E38);  // bits 3-5, 9-11, 15-17, 21-23
+    const __m512i mye = _mm512_set1_epi32(0x00041041);  // bits 0, 6, 12, 18
+    const __m512i myo = _mm512_set1_epi32(0x00208208);  // bits 3, 9, 15, 21
+    __m512 t1a[Q], t1b[Q], t2[Q];
+    for (int q = 0; q < Q; ++q) {
+      const __m512 xa = xs[3 * q], xb = xs[3 * q + 1], xc = xs[3 * q + 2];
+      // i = 0..15: x_a * ((i & 7) - 4) + x_b * ((i >> 3) - 4); i = 16..31 the same with (i >> 3) = 2, 3.
+      const __m512 la = _mm512_set_ps(3, 2, 1, 0, -1, -2, -3, -4, 3, 2, 1, 0, -1, -2, -3, -4);
+      const __m512 lb0 = _mm512_set_ps(-3, -3, -3, -3, -3, -3, -3, -3, -4, -4, -4, -4, -4, -4, -4, -4);
+      const __m512 lb1 = _mm512_set_ps(-1, -1, -1, -1, -1, -1, -1, -1, -2, -2, -2, -2, -2, -2, -2, -2);
+      t1a[q] = _mm512_fmadd_ps(xb, lb0, _mm512_mul_ps(xa, la));
+      t1b[q] = _mm512_fmadd_ps(xb, lb1, _mm512_mul_ps(xa, la));
+      const __m512 hb = _mm512_set_ps(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
+      const __m512 lc = _mm512_set_ps(3, 3, 2, 2, 1, 1, 0, 0, -1, -1, -2, -2, -3, -3, -4, -4);
+      t2[q] = _mm512_fmadd_ps(xc, lc, _mm512_mul_ps(xb, hb));
+    }
+    for (int64_t c = 0; c < chunks; ++c) {
+      float* tc = t + c * kChunk;
+      __m512 acc[8];
+      for (int f = 0; f < 8; ++f) acc[f] = _mm512_load_ps(tc + 16 * f);
+      for (int q = 0; q < Q; ++q) {
+        const __m512i A = widen<kTail>(rows[3 * q] + c * kChunkBytes, tm);
+        const __m512i B = widen<kTail>(rows[3 * q + 1] + c * kChunkBytes, tm);
+        const __m512i C = widen<kTail>(rows[3 * q + 2] + c * kChunkBytes, tm);
+        const __m512i b3 = _mm512_slli_epi32(B, 3), b2 = _mm512_srli_epi32(B, 2), c1 = _mm512_slli_epi32(C, 1);
+        const __m512i xe = _mm512_ternarylogic_epi32(mxe, A, b3, 0xCA);  // mask ? A : B << 3
+        const __m512i xo = _mm512_ternarylogic_epi32(mxo, A, b3, 0xCA);
+        const __m512i ye = _mm512_ternarylogic_epi32(mye, b2, c1, 0xCA);  // mask ? B >> 2 : C << 1
+        const __m512i yo = _mm512_ternarylogic_epi32(myo, b2, c1, 0xCA);
+        for (int f = 0; f < 8; ++f) {
+          const __m512i x = f == 0 ? xe : _mm512_srli_epi32(f % 2 == 0 ? xe : xo, 3 * f);
+          const __m512i y = f == 0 ? ye : _mm512_srli_epi32(f % 2 == 0 ? ye : yo, 3 * f);
+          acc[f] = _mm512_add_ps(acc[f], _mm512_permutex2var_ps(t1a[q], x, t1b[q]));
+          acc[f] = _mm512_add_ps(acc[f], _mm512_permutexvar_ps(y, t2[q]));
+        }
+      }
+      for (int f = 0; f < 8; ++f) _mm512_store_ps(tc + 16 * f, acc[f]);
+    }
+  }
+
+  // 2 bits, rows in pairs (k, k+1): one 16-entry vpermps table per pair, T[i] = x_k * ((i & 3) - 2) +
+  // x_{k+1} * ((i >> 2) - 2), indexed by the nibble (field c of row k) | (field c of row k+1) << 2, gives both
+  // rows' contributions for 16 columns at once, so one lookup and one add cover 32 weights. The nibbles come
+  // from two bit selects per 16-byte pair: m0 = (a & 0x33) | ((b << 2) & 0xCC) holds fields 0 and 2 of both
+  // rows (low and high nibble of each byte), m1 = ((a >> 2) & 0x33) | (b & 0xCC) fields 1 and 3 (16-bit
+  // shifts are fine: the bits they carry across bytes land in the bits the select drops).
+  template <int R, bool kTail>
+  static void rows_pass_pairs(const uint8_t* const* rows, const __m512* xs, float* t, int64_t chunks,
+                              __mmask64 tm) {
+    constexpr int P = R / 2;
+    const __m512 ta = _mm512_set_ps(1, 0, -1, -2, 1, 0, -1, -2, 1, 0, -1, -2, 1, 0, -1, -2);
+    const __m512 tb = _mm512_set_ps(1, 1, 1, 1, 0, 0, 0, 0, -1, -1, -1, -1, -2, -2, -2, -2);
+    __m512 tbl[P];
+    for (int p = 0; p < P; ++p) tbl[p] = _mm512_fmadd_ps(xs[2 * p + 1], tb, _mm512_mul_ps(xs[2 * p], ta));
+    const __m128i sel = _mm_set1_epi8(0x33);
+    for (int64_t c = 0; c < chunks; ++c) {
+      float* tc = t + c * kChunk;
+      __m512 a0 = _mm512_load_ps(tc), a1 = _mm512_load_ps(tc + 16);
+      __m512 a2 = _mm512_load_ps(tc + 32), a3 = _mm512_load_ps(tc + 48);
+      for (int p = 0; p < P; ++p) {
+        const uint8_t* ra = rows[2 * p] + c * 16;
+        const uint8_t* rb2 = rows[2 * p + 1] + c * 16;
+        const __m128i a = kTail ? _mm_maskz_loadu_epi8(static_cast<__mmask16>(tm), ra)
+                                : _mm_loadu_si128(reinterpret_cast<const __m128i*>(ra));
+        const __m128i b = kTail ? _mm_maskz_loadu_epi8(static_cast<__mmask16>(tm), rb2)
+                                : _mm_loadu_si128(reinterpret_cast<const __m128i*>(rb2));
+        const __m128i m0 = _mm_ternarylogic_epi32(sel, a, _mm_slli_epi16(b, 2), 0xCA);  // sel ? a : b << 2
+        const __m128i m1 = _mm_ternarylogic_epi32(sel, _mm_srli_epi16(a, 2), b, 0xCA);  // sel ? a >> 2 : b
+        const __m512i w0 = _mm512_cvtepu8_epi32(m0), w1 = _mm512_cvtepu8_epi32(m1);
+        a0 = _mm512_add_ps(a0, _mm512_permutexvar_ps(w0, tbl[p]));
+        a2 = _mm512_add_ps(a2, _mm512_permutexvar_ps(_mm512_srli_epi32(w0, 4), tbl[p]));
+        a1 = _mm512_add_ps(a1, _mm512_permutexvar_ps(w1, tbl[p]));
+        a3 = _mm512_add_ps(a3, _mm512_permutexvar_ps(_mm512_srli_epi32(w1, 4), tbl[p]));
+      }
+      _mm512_store_ps(tc, a0);
+      _mm512_store_ps(tc + 16, a1);
+      _mm512_store_ps(tc + 32, a2);
+      _mm512_store_ps(tc + 48, a3);
+    }
+  }
+
   // One GEMV pass of R rows over `chunks` chunks: t[chunk][vector c][lane l] += x_k * q(k, column kPer*l + c).
   // rows[r]: row r's bytes at the strip start.
   template <int R, bool kTail>
   static void rows_pass(const uint8_t* const* rows, const __m512* xs, float* t, int64_t chunks, __mmask64 tm) {
+    if constexpr (kBits == 2 && R % 2 == 0) {
+      rows_pass_pairs<R, kTail>(rows, xs, t, chunks, tm);
+      return;
+    }
+    if constexpr (kBits == 3 && R % 3 == 0) {
+      rows_pass_triples<R, kTail>(rows, xs, t, chunks, tm);
+      return;
+    }
     // vpermps reads the low 4 index bits: the table maps them to the centred level (low kBits bits) - kCentre.
     const __m512 tbl = kBits == 4   ? _mm512_set_ps(7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8)
                        : kBits == 3 ? _mm512_set_ps(3, 2, 1, 0, -1, -2, -3, -4, 3, 2, 1, 0, -1, -2, -3, -4)
@@ -250,10 +358,18 @@ struct Gptq {
           }
         };
         int64_t k = ka;
-        for (; k + 8 <= kb; k += 8) step(std::integral_constant<int, 8>(), k);
-        if (k + 4 <= kb) {
-          step(std::integral_constant<int, 4>(), k);
-          k += 4;
+        if constexpr (kBits == 3) {  // triples (see rows_pass_triples)
+          for (; k + 6 <= kb; k += 6) step(std::integral_constant<int, 6>(), k);
+          if (k + 3 <= kb) {
+            step(std::integral_constant<int, 3>(), k);
+            k += 3;
+          }
+        } else {
+          for (; k + 8 <= kb; k += 8) step(std::integral_constant<int, 8>(), k);
+          if (k + 4 <= kb) {
+            step(std::integral_constant<int, 4>(), k);
+            k += 4;
+          }
         }
         for (; k < kb; ++k) step(std::integral_constant<int, 1>(), k);
 
