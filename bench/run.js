@@ -4,7 +4,7 @@
 const { spawnSync } = require('child_process');
 const path = require('path');
 
-const benches = ['gemm.js', 'dense.js', 'gptq.js'];
+const benches = ['gemm.js', 'dense.js', 'gptq.js', 'llama-ops.js'];
 const extra = process.argv.slice(2);
 let failed = 0;
 for (const b of benches) {

@@ -18,6 +18,8 @@ export { capabilities, _kernelImpls } from './capabilities';
 export type { Capabilities } from './capabilities';
 export type { IsaName } from './native/binding';
 export type { OpOptions } from './ops/call';
+export { rmsNorm, rope, softmaxRows, siluMul, createKVCacheView, kvCacheWrite, attentionDecode } from './ops/llama';
+export type { Float32Input, Float32Output, LlamaOutOptions, KVCacheView, RopeOptions, SoftmaxRowsOptions, AttentionDecodeOptions } from './ops/llama';
 export { absMax, absMaxQuantize } from './ops/quantize';
 export type { Axes, AbsMaxQuantizeOptions, AbsMaxQuantized } from './ops/quantize';
 export { packInt4, unpackInt4, packInt2, unpackInt2 } from './ops/pack';

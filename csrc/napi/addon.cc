@@ -15,6 +15,7 @@ void register_cuda_ops(Napi::Env env, Napi::Object exports);
 void register_dense_ops(Napi::Env env, Napi::Object exports);
 void register_gptq_ops(Napi::Env env, Napi::Object exports);
 void register_gptq_dense_ops(Napi::Env env, Napi::Object exports);
+void register_llama_ops(Napi::Env env, Napi::Object exports);
 Napi::Value cuda_info(Napi::Env env);
 }  // namespace qkn
 
@@ -88,6 +89,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   qkn::register_dense_ops(env, exports);
   qkn::register_gptq_ops(env, exports);
   qkn::register_gptq_dense_ops(env, exports);
+  qkn::register_llama_ops(env, exports);
   return exports;
 }
 

@@ -251,7 +251,8 @@ const char* const kOps[] = {"absmax", "absmax_quantize", "pack_int4", "unpack_in
                             "convert", "sgemm", "igemm", "dense_w8a8", "dense_w4a8", "dense_w8", "dense_w4",
                             "dense_w4g", "dense_fp8", "hessian_accumulate", "hessian_finalize", "cholesky_lower",
                             "triangular_inverse_lower", "cholesky_inverse_upper", "gptq_quantize_matrix",
-                            "dense_gptq", "gptq_runtime_pack", "gptq_runtime_unpack"};
+                            "dense_gptq", "gptq_runtime_pack", "gptq_runtime_unpack", "rmsnorm", "rope",
+                            "softmax_rows", "silu_mul", "attention_decode", "kv_cache_write"};
 
 Napi::Value KernelImpls(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -139,6 +139,23 @@ export interface NativeBinding {
   gptqRuntimePack(q: Uint8Array, N: number, K: number, perm: Int32Array | null, bits: number, dst: Uint8Array, isa?: IsaName): Promise<void>;
   gptqRuntimeUnpack(src: Uint8Array, N: number, K: number, bits: number, dst: Uint8Array, isa?: IsaName): Promise<void>;
 
+  /**
+   * Llama float path (csrc/napi/llama_ops.cc; contracts in qk/kernels.h QK_DECLARE_LLAMA_KERNELS). float32,
+   * row-major; the KV caches are [kvHeads, maxSeq, headDim]; rope, softmaxRows work in place.
+   */
+  rmsnorm(x: Float32Array, weight: Float32Array, rows: number, n: number, eps: number, y: Float32Array, isa?: IsaName): Promise<void>;
+  rope(x: Float32Array, rows: number, heads: number, headDim: number, positions: Int32Array, theta: number, isa?: IsaName): Promise<void>;
+  softmaxRows(x: Float32Array, rows: number, n: number, isa?: IsaName): Promise<void>;
+  siluMul(gate: Float32Array, up: Float32Array, out: Float32Array, isa?: IsaName): Promise<void>;
+  kvCacheWrite(
+    k: Float32Array, v: Float32Array, T: number, kvHeads: number, headDim: number, positions: Int32Array,
+    kCache: Float32Array, vCache: Float32Array, maxSeq: number, isa?: IsaName,
+  ): Promise<void>;
+  attentionDecode(
+    q: Float32Array, T: number, heads: number, kvHeads: number, headDim: number, kCache: Float32Array,
+    vCache: Float32Array, maxSeq: number, pos0: number, out: Float32Array, isa?: IsaName,
+  ): Promise<void>;
+
   cudaAbsmax(device: number, x: Float32Array, outer: number, len: number, inner: number, out: Float32Array): Promise<void>;
   cudaAbsmaxQuantize(
     device: number,

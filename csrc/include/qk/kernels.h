@@ -74,7 +74,8 @@ enum class Fp8Format : int { kE4M3FN = 0, kE5M2 = 1 };
      caller, keeps every partial sum in range). Any int8 values, including -128, give the exact result. */  \
   Status igemm_s8s8s32(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t lda, const int8_t* B,         \
                        int64_t ldb, int32_t* C, int64_t ldc, ThreadPool* pool);                               \
-  QK_DECLARE_DENSE_KERNELS
+  QK_DECLARE_DENSE_KERNELS                                                                                    \
+  QK_DECLARE_LLAMA_KERNELS
 
 // Quantized Dense forward kernels (y[M,N] = x[M,K] "@" W + bias). x, y are float32 row-major and contiguous
 // (ld = K and N). Weights are in the Keras storage layouts (spec §2.3-§2.5), never copied to float per call.
@@ -140,6 +141,38 @@ enum class Fp8Format : int { kE4M3FN = 0, kE5M2 = 1 };
                     const float* scale, const uint8_t* zero, int64_t group, const float* bias, float* y,        \
                     ThreadPool* pool);
 
+// Llama float-path kernels (csrc/kernels/ref/llama_ref.cpp is the specification, in llama2.c's float32 order of
+// operations; csrc/kernels/x86/llama_common.h says what the optimised variants reproduce exactly). float32,
+// row-major, contiguous. Single-threaded unless they take a pool (callers split rows across threads).
+// rmsnorm: per row of x [rows, n]: ss = sum_j x[j]^2 (ref: sequential float32 sum, j ascending), ss /= n,
+//   ss += eps, ss = 1 / sqrtf(ss); y[j] = weight[j] * (ss * x[j]). y may be x itself. SIMD: tolerance (sum order).
+// rope: x [rows, heads, head_dim] in place, head_dim even; llama2.c's interleaved pairs: pair i = elements
+//   (2i, 2i+1) of every head of row r is rotated by angle positions[r] * inv_freq_i with (c, s) from
+//   qk/llama_math.h: (x0, x1) -> (x0 * c - x1 * s, x0 * s + x1 * c). BIT-EXACT across ISAs.
+// softmax_rows: x [rows, n] in place: m = max, x = expf(x - m), x /= sum (n = 0: nothing). A NaN in a row makes
+//   the row NaN; a row of -inf gives NaN (as run.c). SIMD: vector exp, tolerance.
+// silu_mul: out[i] = (g * (1 / (1 + expf(-g)))) * up[i], g = gate[i]; out may be gate or up itself. SIMD:
+//   vector exp, tolerance.
+// attention_decode: causal grouped-query attention of T query rows over a KV cache.
+//   q, out: [T, heads, head_dim]; k_cache, v_cache: [kv_heads, max_seq, head_dim] (head-major: the rows of one
+//   kv head are contiguous); heads % kv_heads == 0 and query head h reads kv head h / (heads / kv_heads).
+//   Query row t is at absolute position pos0 + t and attends to cache positions 0 .. pos0 + t (so
+//   pos0 + T <= max_seq; the caller has written those rows). score_j = dot(q_h, k_j) / sqrtf(head_dim),
+//   p = softmax(score) (as softmax_rows), out_h = sum_j p_j v_j. out may be q itself (not the caches).
+//   Multithreaded over (kv head, t, chunks of the group's heads) through pool (null = one thread); returns
+//   OUT_OF_MEMORY if score scratch cannot be allocated. SIMD: FMA dot products, tolerance.
+// kv_cache_write (ref only, in every table: pure data movement): k, v [T, kv_heads, head_dim] (the K and V
+//   projections of T tokens) go to rows positions[t] of each kv head: cache[g, positions[t], :] = k[t, g, :];
+//   every positions[t] is in [0, max_seq) (validated by the caller); duplicates: the last t wins.
+#define QK_DECLARE_LLAMA_KERNELS                                                                              \
+  void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t n, float eps, float* y);            \
+  void rope(float* x, int64_t rows, int64_t heads, int64_t head_dim, const int32_t* positions, float theta);  \
+  void softmax_rows(float* x, int64_t rows, int64_t n);                                                       \
+  void silu_mul(const float* gate, const float* up, int64_t n, float* out);                                   \
+  Status attention_decode(const float* q, int64_t T, int64_t heads, int64_t kv_heads, int64_t head_dim,       \
+                          const float* k_cache, const float* v_cache, int64_t max_seq, int64_t pos0,          \
+                          float* out, ThreadPool* pool);
+
 // Bytes per runtime row of the GPTQ runtime layout (above); 0 for unsupported bits.
 inline int64_t gptq_runtime_row_bytes(int64_t N, int bits) {
   switch (bits) {
@@ -156,6 +189,9 @@ QK_DECLARE_KERNELS
 // One-time conversions of the GPTQ runtime layout (see above); the tables of every ISA point at these.
 void gptq_runtime_pack(const uint8_t* q, int64_t N, int64_t K, const int32_t* perm, int bits, uint8_t* dst);
 void gptq_runtime_unpack(const uint8_t* src, int64_t N, int64_t K, int bits, uint8_t* dst);
+// Writes new K/V rows into a Llama KV cache (see QK_DECLARE_LLAMA_KERNELS); the tables of every ISA point here.
+void kv_cache_write(const float* k, const float* v, int64_t T, int64_t kv_heads, int64_t head_dim,
+                    const int32_t* positions, int64_t max_seq, float* k_cache, float* v_cache);
 }  // namespace ref
 namespace avx2 {
 QK_DECLARE_KERNELS
@@ -200,6 +236,13 @@ struct KernelTable {
   decltype(&ref::dense_gptq) dense_gptq;
   decltype(&ref::gptq_runtime_pack) gptq_runtime_pack;
   decltype(&ref::gptq_runtime_unpack) gptq_runtime_unpack;
+  // Llama float path (QK_DECLARE_LLAMA_KERNELS).
+  decltype(&ref::rmsnorm) rmsnorm;
+  decltype(&ref::rope) rope;
+  decltype(&ref::softmax_rows) softmax_rows;
+  decltype(&ref::silu_mul) silu_mul;
+  decltype(&ref::attention_decode) attention_decode;
+  decltype(&ref::kv_cache_write) kv_cache_write;
 };
 
 }  // namespace qk
