@@ -39,3 +39,5 @@ export { saveModel, loadModel, saveWeights, loadWeights, modelToKerasBytes, weig
 export type { LoadModelOptions } from './io/keras';
 export { exportSafetensors, importSafetensors } from './io/model-safetensors';
 export * from './gptq';
+export * from './tokenizers';
+export * from './io/llm';
