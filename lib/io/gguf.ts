@@ -51,12 +51,22 @@ export const GGUF_VALUE_TYPES = Object.freeze([
   'uint8', 'int8', 'uint16', 'int16', 'uint32', 'int32', 'float32', 'bool', 'string', 'array', 'uint64', 'int64', 'float64',
 ] as const);
 
-/** A GGUF metadata value type name. */
+/**
+ * A GGUF metadata value type name.
+ * @example
+ * ```ts
+ * const t: GgufValueType = gguf.metadata.get('llama.block_count')!.type; // 'uint32'
+ * ```
+ */
 export type GgufValueType = (typeof GGUF_VALUE_TYPES)[number];
 
 /**
  * A metadata value: numbers for 8–32-bit integers and floats, bigint for 64-bit integers, booleans, strings, and
  * arrays (a TypedArray for numeric items, `boolean[]`, `string[]`, or `GgufValue[]` for nested arrays).
+ * @example
+ * ```ts
+ * const scores = gguf.metadata.get('tokenizer.ggml.scores')!.value as Float32Array;
+ * ```
  */
 export type GgufValue =
   | number

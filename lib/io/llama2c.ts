@@ -37,7 +37,13 @@ import { Tensor } from '../tensor';
 import { checkBytes, checkPath, copyLE, leToHost, openForRead, readExactly } from './le-bytes';
 import { checkLlamaConfig, LLAMA_TENSOR_NAMES as N, llamaHeadSize, LlamaCheckpoint, LlamaConfig, llamaTensorSpecs } from './llama-common';
 
-/** The "ak42" magic of versioned llama2.c files, as a little-endian uint32. */
+/**
+ * The "ak42" magic of versioned llama2.c files, as a little-endian uint32 (bytes `32 34 6b 61` on disk).
+ * @example
+ * ```ts
+ * new DataView(bytes.buffer).getUint32(0, true) === LLAMA2C_MAGIC; // a version-1+ file
+ * ```
+ */
 export const LLAMA2C_MAGIC = 0x616b3432;
 const V1_HEADER_BYTES = 256;
 const V0_HEADER_BYTES = 28;
