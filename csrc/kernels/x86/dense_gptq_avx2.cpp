@@ -1,14 +1,16 @@
 // quantkit — GPTQ weight-only Dense forward (dense_gptq, 2/3/4/8 bits) over the GPTQ runtime layout (kernels.h),
 // AVX2 + FMA variant. Structure and tricks are those of dense_gptq_avx512.cpp (see there), at 8 lanes with the
 // 6 x 16 sgemm micro-kernel:
-//   pack   row bytes permuted to lanes (vpermd; vpshufb for 3 bits, whose levels may straddle bytes) and
-//          shifted per lane (vpsrlvd) from constant tables, then (q - z) * s, exactly the reference's floats;
+//   pack   8 bits widened; 4-bit nibbles split and re-interleaved; 2 bits: row bytes permuted to lanes (vpermd)
+//          and shifted per lane (vpsrlvd) from constant tables; 3 bits: vpshufb (levels may straddle bytes) and
+//          vpsrlvd; then (q - z) * s, exactly the reference's floats;
 //   GEMV   chunks of row bytes widened to 8 dword lanes, levels centred (q - 2^(bits-1)): 8 bits byte ^ 0x80
 //          sign-extended, in column order; 4 bits byte ^ 0x88 sign-extended, E/O by arithmetic shifts (the
-//          signed nibbles are q - 8), vcvtdq2ps; 2 bits four vectors (lane l = column 4l + c) through the 8-entry vpermps table {i & 3}
-//          indexed by w >> 2c; 3 bits 24 bytes (64 columns), two overlapping 16-byte loads and one vpshufb give
-//          each dword its 3 bytes, eight vectors (lane l = column 8l + c) through the table {0..7} (vpermps
-//          reads exactly the 3 low index bits) indexed by w >> 3c.
+//          signed nibbles are q - 8), vcvtdq2ps; 2 bits four vectors (lane l = column 4l + c) through the 8-entry
+//          vpermps table {(i & 3) - 2} indexed by w >> 2c; 3 bits 24 bytes (64 columns), two overlapping 16-byte
+//          loads and one vpshufb give each dword its 3 bytes, eight vectors (lane l = column 8l + c) through the
+//          table {i - 4} (vpermps reads exactly the 3 low index bits) indexed by w >> 3c. (The AVX-512 variant's
+//          multi-row tables need 16- and 32-entry lookups, which AVX2 lacks.)
 //          Per group t = sum_k x_k (q_k - c), then acc += s * (t - (z - c) * sum_k x_k) in column order.
 // Partial chunks at the right edge are copied into a zero-padded local buffer, so nothing past a row is read.
 #include <immintrin.h>
@@ -47,8 +49,8 @@ inline __m256 load_ps_partial(const float* p, int64_t n) {
   return _mm256_load_ps(buf);
 }
 
-// Per-lane constants of pack() for a 16-column panel starting at a multiple of 16 (see dense_gptq_avx512.cpp):
-// widths 2, 4, 8: lane i of half h (column 8h + i) in dword lo_idx[h][i] at shift lo_sh[h][i]; width 3: the
+// Per-lane constants of pack() for a 16-column panel starting at a multiple of 16 (see dense_gptq_avx512.cpp;
+// 8 bits are simply widened, 4-bit nibbles split and re-interleaved): width 2: lane i of half h (column 8h + i) in dword lo_idx[h][i] at shift lo_sh[h][i]; width 3: the
 // panel's 6 bytes broadcast to both 128-bit lanes, vpshufb puts bytes 3h + 3i/8 and the next into lane i
 // (shuf3[h]), the level is at shift sh3[i] = 3i % 8.
 struct PackTables {
@@ -84,8 +86,6 @@ constexpr Pack3Tables make_pack3_tables() {
   return t;
 }
 alignas(32) constexpr PackTables kPack2 = make_pack_tables(2);
-alignas(32) constexpr PackTables kPack4 = make_pack_tables(4);
-alignas(32) constexpr PackTables kPack8 = make_pack_tables(8);
 alignas(32) constexpr Pack3Tables kPack3 = make_pack3_tables();
 
 inline __m256i load_idx(const void* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
@@ -119,6 +119,10 @@ struct Gptq {
   const float* scale;
   const uint8_t* zero;
   int64_t group;
+  int group_shift;  // log2(group) when group is a power of two (the usual 32/64/128), else -1
+
+  // The group of row k (pack() runs once per row and panel: a shift instead of a 64-bit division there).
+  int64_t group_of(int64_t k) const { return group_shift >= 0 ? k >> group_shift : k / group; }
 
   static constexpr int kPer = kBits == 3 ? 8 : 8 / kBits;     // columns per widened dword lane
   static constexpr int64_t kChunk = 8 * kPer;                 // columns per GEMV chunk: 8, 16, 32, 64
@@ -137,21 +141,36 @@ struct Gptq {
     const __m128i b = nbytes == 16 ? load16(src) : load_partial(src, nbytes);
     const __m256i v = kBits == 3 ? _mm256_broadcastsi128_si256(b) : _mm256_zextsi128_si256(b);
     const __m256i fmask = _mm256_set1_epi32((1 << kBits) - 1);
-    const int64_t g = k / group;
+    const int64_t g = group_of(k);
     const uint8_t* z = zero + g * N + j0;
     const float* s = scale + g * N + j0;
     const __m128i zb = cols == 16 ? load16(z) : load_partial(z, cols);
+    __m256i q4[2];
+    if (kBits == 4) {  // bytes widened once, nibbles split and re-interleaved (as dense_w4g's panel)
+      const __m256i w = _mm256_cvtepu8_epi32(_mm256_castsi256_si128(v));
+      const __m256i lo = _mm256_and_si256(w, fmask), hi = _mm256_srli_epi32(w, 4);
+      const __m256i ul = _mm256_unpacklo_epi32(lo, hi);  // cols 0-3 | 8-11
+      const __m256i uh = _mm256_unpackhi_epi32(lo, hi);  // cols 4-7 | 12-15
+      q4[0] = _mm256_permute2x128_si256(ul, uh, 0x20);
+      q4[1] = _mm256_permute2x128_si256(ul, uh, 0x31);
+    }
     for (int h = 0; h < 2; ++h) {
       __m256i q;
-      if (kBits == 3) {
-        q = _mm256_srlv_epi32(_mm256_shuffle_epi8(v, load_idx(kPack3.shuf3[h])), load_idx(kPack3.sh3));
+      if (kBits == 8) {
+        q = _mm256_cvtepu8_epi32(h == 0 ? _mm256_castsi256_si128(v) : _mm_srli_si128(_mm256_castsi256_si128(v), 8));
+      } else if (kBits == 4) {
+        q = q4[h];
+      } else if (kBits == 3) {
+        q = _mm256_and_si256(
+            _mm256_srlv_epi32(_mm256_shuffle_epi8(v, load_idx(kPack3.shuf3[h])), load_idx(kPack3.sh3)), fmask);
       } else {
-        const PackTables& tb = kBits == 2 ? kPack2 : kBits == 4 ? kPack4 : kPack8;
-        q = _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(v, load_idx(tb.lo_idx[h])), load_idx(tb.lo_sh[h]));
+        q = _mm256_and_si256(
+            _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(v, load_idx(kPack2.lo_idx[h])), load_idx(kPack2.lo_sh[h])),
+            fmask);
       }
-      q = _mm256_and_si256(q, fmask);
-      const __m256 zf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(h == 0 ? zb : _mm_srli_si128(zb, 8)));
-      const __m256 d = _mm256_sub_ps(_mm256_cvtepi32_ps(q), zf);
+      // q - z in int32 then one conversion: the same float as float(q) - float(z) (small integers, exact).
+      const __m256i zi = _mm256_cvtepu8_epi32(h == 0 ? zb : _mm_srli_si128(zb, 8));
+      const __m256 d = _mm256_cvtepi32_ps(_mm256_sub_epi32(q, zi));
       const int64_t n = cols - 8 * h;
       const __m256 sv = n >= 8 ? _mm256_loadu_ps(s + 8 * h) : load_ps_partial(s + 8 * h, n < 0 ? 0 : n);
       _mm256_store_ps(dst + 8 * h, _mm256_mul_ps(d, sv));
@@ -278,7 +297,12 @@ struct Gptq {
 template <int kBits>
 Status run(int64_t M, int64_t N, int64_t K, const float* x, const uint8_t* wq, const float* scale,
            const uint8_t* zero, int64_t group, const float* bias, float* y, ThreadPool* pool) {
-  const Gptq<kBits> fmt{wq, N, gptq_runtime_row_bytes(N, kBits), scale, zero, group};
+  int shift = -1;
+  if ((group & (group - 1)) == 0) {
+    shift = 0;
+    while ((int64_t{1} << shift) < group) ++shift;
+  }
+  const Gptq<kBits> fmt{wq, N, gptq_runtime_row_bytes(N, kBits), scale, zero, group, shift};
   const Epilogue epi{Epilogue::kNone, nullptr, 1.0f, bias};
   return dense_float::dense_driver<Policy>(fmt, M, N, K, x, y, epi, pool);
 }

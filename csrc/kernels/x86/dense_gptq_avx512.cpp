@@ -3,10 +3,11 @@
 // sgemm's 14 x 32 micro-kernel; M == 1: streaming GEMV) are dense_float_common.h's; this file supplies the
 // format (pack / gemv / row_ptr / row_bytes) for each bit width.
 //
-// GEMM panel (pack): 32 consecutive columns are expanded to their exact reference floats (q - z) * s. For 2, 4
-// and 8 bits the level of lane i is taken from the row bytes with one dword permute (vpermd) and one variable
-// shift (vpsrlvd) from constant per-lane tables; 3-bit levels may straddle bytes, so there vpshufb first puts the
-// two bytes holding lane i's level into its dword.
+// GEMM panel (pack): 32 consecutive columns are expanded to their exact reference floats (q - z) * s (q - z in
+// int32, one conversion, one product). 8 bits: vpmovzxbd; 4 bits: the nibbles of the widened bytes, interleaved
+// back into column order with vpermt2d; 2 bits: lane i's level taken from the row bytes with one dword permute
+// (vpermd) and one variable shift (vpsrlvd) from constant per-lane tables; 3-bit levels may straddle bytes, so
+// there vpshufb puts the two bytes holding lane i's level into its dword.
 //
 // GEMV (memory bound; the packed bytes stream once): a column strip of the output stays in L1. The strip is
 // walked in chunks of row bytes widened to 16 dword lanes, lane l holding the levels of kPer consecutive columns:
@@ -58,8 +59,9 @@ inline __mmask32 mask32(int64_t n) {
   return n >= 32 ? __mmask32(0xFFFFFFFFu) : n <= 0 ? __mmask32(0) : __mmask32((1u << n) - 1u);
 }
 
-// Per-lane constants of pack() for a panel of 32 columns starting at a multiple of 32. Widths 2, 4, 8: lane i of
-// half h (column 16h + i) has its level in dword lo_idx[h][i] of the loaded bytes at shift lo_sh[h][i]. Width 3
+// Per-lane constants of pack() for a panel of 32 columns starting at a multiple of 32 (8 bits are simply widened,
+// 4-bit nibbles split and re-interleaved). Width 2: lane i of half h (column 16h + i) has its level in dword
+// lo_idx[h][i] of the loaded bytes at shift lo_sh[h][i]. Width 3
 // (levels may straddle bytes): the 6 bytes of half h are broadcast to the four 128-bit lanes, vpshufb puts bytes
 // (3i/8, 3i/8 + 1) of the half into lane i (shuf3[h]), and the level is at shift sh3[i] = 3i % 8.
 struct PackTables {
@@ -95,8 +97,6 @@ constexpr Pack3Tables make_pack3_tables() {
   return t;
 }
 alignas(64) constexpr PackTables kPack2 = make_pack_tables(2);
-alignas(64) constexpr PackTables kPack4 = make_pack_tables(4);
-alignas(64) constexpr PackTables kPack8 = make_pack_tables(8);
 alignas(64) constexpr Pack3Tables kPack3 = make_pack3_tables();
 
 inline __m512i load_idx(const void* p) { return _mm512_load_si512(p); }
@@ -131,6 +131,10 @@ struct Gptq {
   const float* scale;
   const uint8_t* zero;
   int64_t group;
+  int group_shift;  // log2(group) when group is a power of two (the usual 32/64/128), else -1
+
+  // The group of row k (pack() runs once per row and panel: a shift instead of a 64-bit division there).
+  int64_t group_of(int64_t k) const { return group_shift >= 0 ? k >> group_shift : k / group; }
 
   static constexpr int kPer = kBits == 3 ? 8 : 8 / kBits;        // columns per widened dword lane
   static constexpr int64_t kChunk = 16 * kPer;                   // columns per GEMV chunk: 16, 32, 64, 128
@@ -156,21 +160,34 @@ struct Gptq {
     } else {
       v = _mm512_zextsi256_si512(_mm256_maskz_loadu_epi8(mask32(nbytes), src));
     }
-    const int64_t g = k / group;
+    const int64_t g = group_of(k);
     const __mmask32 m = mask32(cols);
     const __m256i zb = _mm256_maskz_loadu_epi8(m, zero + g * N + j0);
     const float* s = scale + g * N + j0;
+    __m512i q4[2];
+    if (kBits == 4) {  // bytes widened once, nibbles split and re-interleaved (as dense_w4g's panel)
+      const __m512i w = _mm512_cvtepu8_epi32(_mm512_castsi512_si128(v));
+      const __m512i lo = _mm512_and_si512(w, fmask), hi = _mm512_srli_epi32(w, 4);
+      q4[0] = _mm512_permutex2var_epi32(lo, _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0), hi);
+      q4[1] = _mm512_permutex2var_epi32(lo, _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8), hi);
+    }
     for (int h = 0; h < 2; ++h) {
       __m512i q;
-      if (kBits == 3) {
-        q = _mm512_srlv_epi32(_mm512_shuffle_epi8(v, load_idx(kPack3.shuf3[h])), load_idx(kPack3.sh3));
+      if (kBits == 8) {
+        q = _mm512_cvtepu8_epi32(h == 0 ? _mm512_castsi512_si128(v) : _mm512_extracti32x4_epi32(v, 1));
+      } else if (kBits == 4) {
+        q = q4[h];
+      } else if (kBits == 3) {
+        q = _mm512_and_si512(
+            _mm512_srlv_epi32(_mm512_shuffle_epi8(v, load_idx(kPack3.shuf3[h])), load_idx(kPack3.sh3)), fmask);
       } else {
-        const PackTables& tb = kBits == 2 ? kPack2 : kBits == 4 ? kPack4 : kPack8;
-        q = _mm512_srlv_epi32(_mm512_permutexvar_epi32(load_idx(tb.lo_idx[h]), v), load_idx(tb.lo_sh[h]));
+        q = _mm512_and_si512(
+            _mm512_srlv_epi32(_mm512_permutexvar_epi32(load_idx(kPack2.lo_idx[h]), v), load_idx(kPack2.lo_sh[h])),
+            fmask);
       }
-      q = _mm512_and_si512(q, fmask);
       const __m128i zh = h == 0 ? _mm256_castsi256_si128(zb) : _mm256_extracti128_si256(zb, 1);
-      const __m512 d = _mm512_sub_ps(_mm512_cvtepi32_ps(q), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(zh)));
+      // q - z in int32 then one conversion: the same float as float(q) - float(z) (small integers, exact).
+      const __m512 d = _mm512_cvtepi32_ps(_mm512_sub_epi32(q, _mm512_cvtepu8_epi32(zh)));
       const __m512 sv = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m >> (16 * h)), s + 16 * h);
       _mm512_store_ps(dst + 16 * h, _mm512_mul_ps(d, sv));
     }
@@ -404,7 +421,12 @@ struct Gptq {
 template <int kBits>
 Status run(int64_t M, int64_t N, int64_t K, const float* x, const uint8_t* wq, const float* scale,
            const uint8_t* zero, int64_t group, const float* bias, float* y, ThreadPool* pool) {
-  const Gptq<kBits> fmt{wq, N, gptq_runtime_row_bytes(N, kBits), scale, zero, group};
+  int shift = -1;
+  if ((group & (group - 1)) == 0) {
+    shift = 0;
+    while ((int64_t{1} << shift) < group) ++shift;
+  }
+  const Gptq<kBits> fmt{wq, N, gptq_runtime_row_bytes(N, kBits), scale, zero, group, shift};
   const Epilogue epi{Epilogue::kNone, nullptr, 1.0f, bias};
   return dense_float::dense_driver<Policy>(fmt, M, N, K, x, y, epi, pool);
 }
