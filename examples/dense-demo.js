@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // quantkit demo: a Dense layer (1024 -> 1024) quantized in every mode with the Keras-style one-liner
 // `await layer.quantize(mode)`. Prints weight bytes (and the ratio to float32), the output error against float32,
-// and the median latency at batch 1 and 64.   npm start   (or: node examples/demo.js)
+// and the median latency at batch 1 and 64.   node examples/dense-demo.js
 'use strict';
 const qk = require('..');
 

@@ -37,7 +37,7 @@ afterAll(async () => {
 });
 
 // --- data: real text, a word-level tokenizer over its 999 most frequent words (+ <unk> = 0) ---
-const text = fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'text', 'tinystories_valid_head.txt'), 'utf8');
+const text = fs.readFileSync(path.join(__dirname, '..', '..', 'models', 'stories260K', 'tinystories_valid_head.txt'), 'utf8');
 const paragraphs = text.split(/\n\s*\n/).filter((p) => p.trim().length > 0);
 const words = (s: string) => s.toLowerCase().match(/[a-z']+|[.,!?"]/g) ?? [];
 const counts = new Map<string, number>();

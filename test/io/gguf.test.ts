@@ -13,12 +13,12 @@ import { CorruptFileError, InvalidArgumentError, UnsupportedError } from '../../
 import { Tensor } from '../../lib/tensor';
 import { buildGguf, f32Bytes, GgufSpec, KV, TensorSpec } from './gguf-writer';
 
-const LLM = path.join(__dirname, '..', 'fixtures', 'llm');
+const LLM = path.join(__dirname, '..', '..', 'models', 'stories260K');
 const GGUF = path.join(LLM, 'stories260K.gguf');
 const ggufBytes = new Uint8Array(fs.readFileSync(GGUF));
 const bin = readLlama2c(new Uint8Array(fs.readFileSync(path.join(LLM, 'stories260K.bin'))));
 const tok512 = Llama2cTokenizer.fromBytes(new Uint8Array(fs.readFileSync(path.join(LLM, 'tok512.bin'))));
-const text = fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'text', 'tinystories_valid_head.txt'), 'utf8');
+const text = fs.readFileSync(path.join(__dirname, '..', '..', 'models', 'stories260K', 'tinystories_valid_head.txt'), 'utf8');
 
 const sameBytes = (a: ArrayBufferView, b: ArrayBufferView) =>
   Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));

@@ -13,7 +13,7 @@ import { CorruptFileError, UnsupportedError } from '../../lib/errors';
 import { Tensor } from '../../lib/tensor';
 import { hfPermute, tokenizerJson } from './hf-helpers';
 
-const LLM = path.join(__dirname, '..', 'fixtures', 'llm');
+const LLM = path.join(__dirname, '..', '..', 'models', 'stories260K');
 const bin = readLlama2c(new Uint8Array(fs.readFileSync(path.join(LLM, 'stories260K.bin'))));
 const tok512 = Llama2cTokenizer.fromBytes(new Uint8Array(fs.readFileSync(path.join(LLM, 'tok512.bin'))));
 const C = bin.config;

@@ -9,9 +9,9 @@ import { Llama2cTokenizer } from '../../lib/tokenizers/llama2c';
 import { CorruptFileError, InvalidArgumentError, UnsupportedError } from '../../lib/errors';
 import { tokenizerJson } from './hf-helpers';
 
-const LLM = path.join(__dirname, '..', 'fixtures', 'llm');
+const LLM = path.join(__dirname, '..', '..', 'models', 'stories260K');
 const tok512 = Llama2cTokenizer.fromBytes(new Uint8Array(fs.readFileSync(path.join(LLM, 'tok512.bin'))));
-const text = fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'text', 'tinystories_valid_head.txt'), 'utf8');
+const text = fs.readFileSync(path.join(__dirname, '..', '..', 'models', 'stories260K', 'tinystories_valid_head.txt'), 'utf8');
 const blocks = text.split('\n\n').map((b) => b.trim()).filter((b) => b.length > 0);
 const same = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
 

@@ -6,8 +6,8 @@ import { Llama2cTokenizer } from '../../lib/tokenizers/llama2c';
 import { CorruptFileError, InvalidArgumentError } from '../../lib/errors';
 import { rng } from '../helpers';
 
-const LLM = path.join(__dirname, '..', 'fixtures', 'llm');
-const TEXT = path.join(__dirname, '..', 'fixtures', 'text', 'tinystories_valid_head.txt');
+const LLM = path.join(__dirname, '..', '..', 'models', 'stories260K');
+const TEXT = path.join(__dirname, '..', '..', 'models', 'stories260K', 'tinystories_valid_head.txt');
 const tokBytes = new Uint8Array(fs.readFileSync(path.join(LLM, 'tok512.bin')));
 const tok = Llama2cTokenizer.fromBytes(tokBytes, { source: 'tok512.bin' });
 const text = fs.readFileSync(TEXT, 'utf8');

@@ -8,7 +8,7 @@ import { llamaTensorSpecs, validateLlamaCheckpoint, LLAMA_TENSOR_NAMES as N } fr
 import { CorruptFileError, InvalidArgumentError, UnsupportedError } from '../../lib/errors';
 import { Tensor } from '../../lib/tensor';
 
-const LLM = path.join(__dirname, '..', 'fixtures', 'llm');
+const LLM = path.join(__dirname, '..', '..', 'models', 'stories260K');
 const BIN = path.join(LLM, 'stories260K.bin');
 const binBytes = new Uint8Array(fs.readFileSync(BIN));
 const ckpt = readLlama2c(binBytes, { source: 'stories260K.bin' });

@@ -12,7 +12,7 @@ import { CorruptFileError, InvalidArgumentError } from '../../lib/errors';
 import type { Tensor } from '../../lib/tensor';
 import { tokenizerJson } from './hf-helpers';
 
-const LLM = path.join(__dirname, '..', 'fixtures', 'llm');
+const LLM = path.join(__dirname, '..', '..', 'models', 'stories260K');
 const BIN = path.join(LLM, 'stories260K.bin');
 const GGUF = path.join(LLM, 'stories260K.gguf');
 const TOK = path.join(LLM, 'tok512.bin');

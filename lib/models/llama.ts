@@ -1,0 +1,1037 @@
+/**
+ * A Llama-family decoder-only language model built only from quantkit layers, so every projection quantizes
+ * (`int8`, `int4`, `float8`, GPTQ): token `ReversibleEmbedding` (tied or untied head), `RMSNormalization`,
+ * grouped-query attention with rotary position embeddings (llama2.c's interleaved-pair convention), a SwiGLU
+ * feed-forward, a causal mask and a KV cache for generation.
+ * @packageDocumentation
+ */
+import { AbortedError, CorruptFileError, InvalidArgumentError, ShapeMismatchError } from '../errors';
+import { Dense } from '../layers/dense';
+import { ReversibleEmbedding } from '../layers/embedding';
+import type { Layer, LayerOptions } from '../layers/layer';
+import { RMSNormalization } from '../layers/normalization';
+import { CompositeLayer } from '../layers/attention';
+import { checkLayerConfig, layerOptionsFromConfig } from '../layers/core-layers';
+import { LayerClass, registerLayer } from '../layers/registry';
+import type { LlamaCheckpoint } from '../io/llama-common';
+import { readLlama2cFile } from '../io/llama2c';
+import { readGgufLlamaFile } from '../io/gguf-llama';
+import { readHfLlamaDir } from '../io/hf-llama';
+import { attentionDecode, kvCacheWrite, rmsNorm, rope, siluMul } from '../ops/llama';
+import { describe, Tensor } from '../tensor';
+import { DTypePolicyLike, DTypePolicyMap, getDTypePolicy, serializeDTypePolicy } from '../dtype-policies';
+import * as fs from 'fs';
+import * as path from 'path';
+import { writeFileAtomic } from '../io/atomic';
+import { Llama2cTokenizer } from '../tokenizers/llama2c';
+import { _registerModelDeserializer, serializeLayer } from './graph';
+import { Model, QuantizationLayerStructure } from './model';
+
+/** Architecture of a Llama model (the names of KerasHub's `LlamaBackbone`, camelCased). */
+export interface LlamaArchitecture {
+  /** Vocabulary size. */
+  vocabularySize: number;
+  /** Number of decoder blocks. */
+  numLayers: number;
+  /** Attention (query) heads. */
+  numQueryHeads: number;
+  /** Key/value heads (grouped-query attention); divides `numQueryHeads`. */
+  numKeyValueHeads: number;
+  /** Model width. */
+  hiddenDim: number;
+  /** Feed-forward width. */
+  intermediateDim: number;
+  /** Longest sequence (context length; the KV cache size). */
+  maxSequenceLength: number;
+  /** RMSNorm epsilon (default 1e-5, llama2.c's). */
+  layerNormEpsilon?: number;
+  /** RoPE base (default 10000). */
+  ropeMaxWavelength?: number;
+  /** Share the embedding with the output head (default true). */
+  tieWordEmbeddings?: boolean;
+}
+
+/** Options of {@link LlamaCausalLM}. */
+export interface LlamaCausalLMOptions extends LlamaArchitecture, LayerOptions {}
+
+function checkPosInt(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new InvalidArgumentError(`Expected a positive integer for ${name} but received ${describe(v)}`);
+  return v;
+}
+
+/** One layer's KV cache: `k`, `v` float32 `[batch, kvHeads, maxSeq, headDim]`. */
+export interface LlamaLayerCache {
+  k: Float32Array;
+  v: Float32Array;
+}
+
+/** A KV cache for every layer of a model, for `batch` sequences of at most `maxSeq` tokens. */
+export class LlamaKVCache {
+  readonly layers: LlamaLayerCache[];
+  /** Tokens already in the cache (the next write position). */
+  length = 0;
+
+  constructor(
+    readonly numLayers: number,
+    readonly batch: number,
+    readonly kvHeads: number,
+    readonly maxSeq: number,
+    readonly headDim: number,
+  ) {
+    const n = batch * kvHeads * maxSeq * headDim;
+    this.layers = Array.from({ length: numLayers }, () => ({ k: new Float32Array(n), v: new Float32Array(n) }));
+  }
+}
+
+/** Options of {@link LlamaDecoderBlock.call}. */
+export interface LlamaBlockCallOptions {
+  /** Cache of this layer (generation); without it the block attends within its input (positions 0..T-1). */
+  cache?: LlamaLayerCache | null;
+  /** Cache geometry (with `cache`). */
+  maxSeq?: number;
+  /** Absolute position of the first input token (with `cache`). */
+  startPos?: number;
+}
+
+/** Options of {@link LlamaDecoderBlock}. */
+export interface LlamaDecoderBlockOptions extends LayerOptions {
+  numQueryHeads: number;
+  numKeyValueHeads: number;
+  intermediateDim: number;
+  layerNormEpsilon?: number;
+  ropeMaxWavelength?: number;
+}
+
+/**
+ * One Llama decoder block: `x + attn(rmsnorm(x))`, then `+ ffn(rmsnorm(·))` with a SwiGLU feed-forward. Called with
+ * one `[batch, seq, hidden]` tensor it attends causally within the sequence (what GPTQ calibration and
+ * perplexity use); with a cache it appends to it and attends over everything cached.
+ * @example
+ * ```ts
+ * const block = new LlamaDecoderBlock({ numQueryHeads: 8, numKeyValueHeads: 4, intermediateDim: 172 });
+ * const y = await block.apply(x); // x: [batch, seq, 64]
+ * ```
+ */
+export class LlamaDecoderBlock extends CompositeLayer {
+  readonly numQueryHeads: number;
+  readonly numKeyValueHeads: number;
+  readonly intermediateDim: number;
+  readonly layerNormEpsilon: number;
+  readonly ropeMaxWavelength: number;
+  private parts: {
+    attnNorm: RMSNormalization;
+    query: Dense;
+    key: Dense;
+    value: Dense;
+    output: Dense;
+    ffnNorm: RMSNormalization;
+    gate: Dense;
+    up: Dense;
+    down: Dense;
+  } | null = null;
+  private hidden = -1;
+  private headDim = -1;
+
+  constructor(options: LlamaDecoderBlockOptions) {
+    super(options);
+    this.numQueryHeads = checkPosInt(options?.numQueryHeads, 'numQueryHeads');
+    this.numKeyValueHeads = checkPosInt(options.numKeyValueHeads, 'numKeyValueHeads');
+    if (this.numQueryHeads % this.numKeyValueHeads !== 0) {
+      throw new InvalidArgumentError(`Expected numKeyValueHeads to divide numQueryHeads (${this.numQueryHeads}) but received ${this.numKeyValueHeads}`);
+    }
+    this.intermediateDim = checkPosInt(options.intermediateDim, 'intermediateDim');
+    this.layerNormEpsilon = options.layerNormEpsilon ?? 1e-5;
+    this.ropeMaxWavelength = options.ropeMaxWavelength ?? 10000;
+    if (!(this.layerNormEpsilon >= 0)) throw new InvalidArgumentError(`Expected a non-negative layerNormEpsilon but received ${describe(options.layerNormEpsilon)}`);
+    if (!(this.ropeMaxWavelength > 0)) throw new InvalidArgumentError(`Expected a positive ropeMaxWavelength but received ${describe(options.ropeMaxWavelength)}`);
+  }
+
+  build(inputShape: readonly (number | null)[]): void {
+    const hidden = inputShape[inputShape.length - 1];
+    if (inputShape.length !== 3 || hidden === null || !(hidden >= 1)) {
+      throw new InvalidArgumentError(`Expected a [batch, seq, hidden] input shape for layer '${this.name}' but received ${describe(inputShape)}`);
+    }
+    if (hidden % this.numQueryHeads !== 0 || (hidden / this.numQueryHeads) % 2 !== 0) {
+      throw new InvalidArgumentError(`Expected hidden (${hidden}) to be numQueryHeads (${this.numQueryHeads}) times an even head size for layer '${this.name}'`);
+    }
+    this.hidden = hidden;
+    this.headDim = hidden / this.numQueryHeads;
+    const kvDim = this.headDim * this.numKeyValueHeads;
+    const dtype = this._policy;
+    const dense = (name: string, units: number, inDim: number) => {
+      const d = this.adopt(new Dense({ name, units, useBias: false, dtype }));
+      d.build([null, null, inDim]);
+      return d;
+    };
+    const norm = (name: string) => {
+      const n = this.adopt(new RMSNormalization({ name, epsilon: this.layerNormEpsilon, dtype }));
+      n.build([null, null, hidden]);
+      return n;
+    };
+    this.parts = {
+      attnNorm: norm('self_attention_layernorm'),
+      query: dense('query', hidden, hidden),
+      key: dense('key', kvDim, hidden),
+      value: dense('value', kvDim, hidden),
+      output: dense('attention_output', hidden, hidden),
+      ffnNorm: norm('feedforward_layernorm'),
+      gate: dense('feedforward_gate_dense', this.intermediateDim, hidden),
+      up: dense('feedforward_intermediate_dense', this.intermediateDim, hidden),
+      down: dense('feedforward_output_dense', hidden, this.intermediateDim),
+    };
+    this.built = true;
+    this.markQuantizedFromChildren();
+  }
+
+  protected children(): Array<[string, Layer]> {
+    const p = this.parts;
+    if (!p) return [];
+    return [
+      ['_self_attention_layernorm', p.attnNorm],
+      ['_query_dense', p.query],
+      ['_key_dense', p.key],
+      ['_value_dense', p.value],
+      ['_output_dense', p.output],
+      ['_feedforward_layernorm', p.ffnNorm],
+      ['_feedforward_gate_dense', p.gate],
+      ['_feedforward_intermediate_dense', p.up],
+      ['_feedforward_output_dense', p.down],
+    ];
+  }
+
+  /** The built sub-layers (for weight loading). @internal */
+  get sublayers(): NonNullable<LlamaDecoderBlock['parts']> {
+    if (!this.parts) throw new InvalidArgumentError(`Expected a built layer for '${this.name}' but received an unbuilt one`);
+    return this.parts;
+  }
+
+  async call(inputs: Tensor | Tensor[], options: LlamaBlockCallOptions = {}): Promise<Tensor<'float32'>> {
+    const p = this.sublayers;
+    const t = Array.isArray(inputs) ? (inputs.length === 1 ? inputs[0] : null) : inputs;
+    if (!(t instanceof Tensor)) throw new InvalidArgumentError(`Expected one Tensor for inputs of layer '${this.name}' but received ${describe(inputs)}`);
+    const x = CompositeLayer.f32(t);
+    if (x.rank !== 3 || x.shape[2] !== this.hidden) {
+      throw new ShapeMismatchError(`Expected a [batch, seq, ${this.hidden}] tensor for inputs of layer '${this.name}' but received shape [${x.shape.join(', ')}]`);
+    }
+    const [B, T] = x.shape;
+    const H = this.numQueryHeads;
+    const KV = this.numKeyValueHeads;
+    const hd = this.headDim;
+    const cache = options.cache ?? null;
+    const startPos = cache ? (options.startPos ?? 0) : 0;
+    const maxSeq = cache ? (options.maxSeq ?? 0) : T;
+    if (cache && (startPos < 0 || startPos + T > maxSeq)) {
+      throw new InvalidArgumentError(`Expected ${T} new tokens to fit the KV cache (${startPos} cached, capacity ${maxSeq}) for layer '${this.name}'`);
+    }
+    const D = this.hidden;
+    const eps = this.layerNormEpsilon;
+    const gain = (n: RMSNormalization) => (n.scale as NonNullable<RMSNormalization['scale']>).value.data;
+    const h = new Tensor('float32', [B, T, D], await rmsNorm(x.data, gain(p.attnNorm), eps));
+    const q = ((await p.query.apply(h)) as Tensor<'float32'>).data;
+    const k = ((await p.key.apply(h)) as Tensor<'float32'>).data;
+    const v = ((await p.value.apply(h)) as Tensor<'float32'>).data;
+    const positions = new Int32Array(B * T);
+    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) positions[b * T + t] = startPos + t;
+    await rope(q, positions, { headDim: hd, theta: this.ropeMaxWavelength });
+    await rope(k, positions, { headDim: hd, theta: this.ropeMaxWavelength });
+    // per sequence: write K/V into its [KV, maxSeq, hd] cache view, then causal attention over it
+    const seqCache = KV * maxSeq * hd;
+    const kc = cache ? cache.k : new Float32Array(B * seqCache);
+    const vc = cache ? cache.v : new Float32Array(B * seqCache);
+    const att = new Float32Array(B * T * H * hd);
+    for (let b = 0; b < B; b++) {
+      const view = { k: kc.subarray(b * seqCache, (b + 1) * seqCache), v: vc.subarray(b * seqCache, (b + 1) * seqCache), kvHeads: KV, maxSeq, headDim: hd };
+      await kvCacheWrite(view, k.subarray(b * T * KV * hd, (b + 1) * T * KV * hd), v.subarray(b * T * KV * hd, (b + 1) * T * KV * hd), startPos);
+      await attentionDecode(q.subarray(b * T * H * hd, (b + 1) * T * H * hd), view, { heads: H, startPos, out: att.subarray(b * T * H * hd, (b + 1) * T * H * hd) });
+    }
+    const o = ((await p.output.apply(new Tensor('float32', [B, T, D], att))) as Tensor<'float32'>).data;
+    const x1 = new Float32Array(x.data.length);
+    for (let i = 0; i < x1.length; i++) x1[i] = x.data[i] + o[i];
+    const x1t = new Tensor('float32', [B, T, D], x1);
+    const h2 = new Tensor('float32', [B, T, D], await rmsNorm(x1, gain(p.ffnNorm), eps));
+    const g = ((await p.gate.apply(h2)) as Tensor<'float32'>).data;
+    const u = ((await p.up.apply(h2)) as Tensor<'float32'>).data;
+    const a = await siluMul(g, u, { out: g });
+    const d = ((await p.down.apply(new Tensor('float32', [B, T, this.intermediateDim], a))) as Tensor<'float32'>).data;
+    for (let i = 0; i < x1.length; i++) x1[i] += d[i];
+    return x1t;
+  }
+
+  override getConfig(): Record<string, unknown> {
+    return {
+      ...super.getConfig(),
+      num_query_heads: this.numQueryHeads,
+      num_key_value_heads: this.numKeyValueHeads,
+      intermediate_dim: this.intermediateDim,
+      layer_norm_epsilon: this.layerNormEpsilon,
+      rope_max_wavelength: this.ropeMaxWavelength,
+    };
+  }
+
+  /**
+   * Rebuilds the block from {@link LlamaDecoderBlock.getConfig} output.
+   * @example
+   * ```ts
+   * LlamaDecoderBlock.fromConfig({ name: 'b', num_query_heads: 8, num_key_value_heads: 4, intermediate_dim: 172 });
+   * ```
+   */
+  static fromConfig(config: Record<string, unknown>): LlamaDecoderBlock {
+    const c = checkLayerConfig(config, 'LlamaDecoderBlock');
+    return new LlamaDecoderBlock({
+      ...layerOptionsFromConfig(c),
+      numQueryHeads: c.num_query_heads as number,
+      numKeyValueHeads: c.num_key_value_heads as number,
+      intermediateDim: c.intermediate_dim as number,
+      layerNormEpsilon: (c.layer_norm_epsilon ?? 1e-5) as number,
+      ropeMaxWavelength: (c.rope_max_wavelength ?? 10000) as number,
+    });
+  }
+}
+
+/** lib/io/keras imports the models, so it is required lazily. */
+async function loadKerasIo(): Promise<typeof import('../io/keras')> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('../io/keras') as typeof import('../io/keras');
+}
+
+function packageVersion(): string {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require('../../package.json') as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** `[rows, cols]` -> `[cols, rows]`, blocked for cache reuse. */
+function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  const B = 32;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(rows, r0 + B);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(cols, c0 + B);
+      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = src[r * cols + c];
+    }
+  }
+  return out;
+}
+
+/**
+ * A Llama-family causal LM (llama2.c / Llama 2 / TinyLlama shapes) whose projections are quantkit layers, so
+ * `model.quantize('int8' | 'int4' | 'float8' | 'gptq', …)` works out of the box; GPTQ needs no structure argument
+ * (`getQuantizationLayerStructure('gptq')` returns the embedding and the decoder blocks).
+ *
+ * @example
+ * ```ts
+ * const model = new LlamaCausalLM({ vocabularySize: 512, numLayers: 5, numQueryHeads: 8, numKeyValueHeads: 4,
+ *   hiddenDim: 64, intermediateDim: 172, maxSequenceLength: 512 });
+ * await model.build([1, 1]);
+ * const logits = await model.predict(tokenIds); // [batch, seq, 512]
+ * ```
+ */
+export class LlamaCausalLM extends Model {
+  readonly arch: Required<LlamaArchitecture>;
+  tokenEmbedding: ReversibleEmbedding;
+  decoderBlocks: LlamaDecoderBlock[];
+  finalNorm: RMSNormalization;
+
+  constructor(options: LlamaCausalLMOptions) {
+    super({ name: options?.name ?? 'llama_causal_lm', ...(options?.dtype !== undefined ? { dtype: options.dtype } : {}) });
+    const o = options;
+    this.arch = {
+      vocabularySize: checkPosInt(o.vocabularySize, 'vocabularySize'),
+      numLayers: checkPosInt(o.numLayers, 'numLayers'),
+      numQueryHeads: checkPosInt(o.numQueryHeads, 'numQueryHeads'),
+      numKeyValueHeads: checkPosInt(o.numKeyValueHeads, 'numKeyValueHeads'),
+      hiddenDim: checkPosInt(o.hiddenDim, 'hiddenDim'),
+      intermediateDim: checkPosInt(o.intermediateDim, 'intermediateDim'),
+      maxSequenceLength: checkPosInt(o.maxSequenceLength, 'maxSequenceLength'),
+      layerNormEpsilon: o.layerNormEpsilon ?? 1e-5,
+      ropeMaxWavelength: o.ropeMaxWavelength ?? 10000,
+      tieWordEmbeddings: o.tieWordEmbeddings ?? true,
+    };
+    const a = this.arch;
+    const dtype = options.dtype;
+    const dt = dtype === undefined ? {} : { dtype };
+    this.tokenEmbedding = new ReversibleEmbedding({ name: 'token_embedding', inputDim: a.vocabularySize, outputDim: a.hiddenDim, tieWeights: a.tieWordEmbeddings, ...dt });
+    this.decoderBlocks = Array.from(
+      { length: a.numLayers },
+      (_, i) =>
+        new LlamaDecoderBlock({
+          name: `transformer_layer_${i}`,
+          numQueryHeads: a.numQueryHeads,
+          numKeyValueHeads: a.numKeyValueHeads,
+          intermediateDim: a.intermediateDim,
+          layerNormEpsilon: a.layerNormEpsilon,
+          ropeMaxWavelength: a.ropeMaxWavelength,
+          ...dt,
+        }),
+    );
+    this.finalNorm = new RMSNormalization({ name: 'sequence_output_layernorm', epsilon: a.layerNormEpsilon, ...dt });
+  }
+
+  /** Builds every layer (no forward pass needed). */
+  override async build(): Promise<void> {
+    if (this.built) return;
+    const a = this.arch;
+    this.refreshPaths();
+    this.tokenEmbedding.build([null, null]);
+    for (const b of this.decoderBlocks) b.build([null, null, a.hiddenDim]);
+    this.finalNorm.build([null, null, a.hiddenDim]);
+    this.built = true;
+    this.refreshPaths();
+  }
+
+  /** The final RMSNorm on the native kernel (the layer holds the gain). */
+  private async applyFinalNorm(x: Tensor<'float32'>): Promise<Tensor<'float32'>> {
+    const scale = (this.finalNorm.scale as NonNullable<RMSNormalization['scale']>).value.data;
+    return new Tensor('float32', x.shape, await rmsNorm(x.data, scale, this.arch.layerNormEpsilon));
+  }
+
+  /** GPTQ: the embedding runs first, then the decoder blocks are calibrated one after the other. */
+  override getQuantizationLayerStructure(mode: string): QuantizationLayerStructure | null {
+    return mode === 'gptq' ? { preBlockLayers: [this.tokenEmbedding], sequentialBlocks: this.decoderBlocks } : null;
+  }
+
+  /**
+   * Logits `[batch, seq, vocab]` for token ids `[batch, seq]` (int32), attending causally within each row.
+   * @example
+   * ```ts
+   * const logits = await model.apply(new Tensor('int32', [1, 3], Int32Array.from([1, 403, 407])));
+   * ```
+   */
+  override async call(inputs: Tensor | Tensor[]): Promise<Tensor<'float32'>> {
+    const ids = Array.isArray(inputs) ? inputs[0] : inputs;
+    this.checkIds(ids);
+    if (!this.built) await this.build();
+    let x = (await this.tokenEmbedding.apply(ids)) as Tensor<'float32'>;
+    for (const b of this.decoderBlocks) x = (await b.apply(x)) as Tensor<'float32'>;
+    x = await this.applyFinalNorm(x);
+    return (await this.tokenEmbedding.apply(x, { reverse: true })) as Tensor<'float32'>;
+  }
+
+  private checkIds(ids: unknown): asserts ids is Tensor {
+    if (!(ids instanceof Tensor) || ids.rank !== 2 || (ids.dtype !== 'int32' && ids.dtype !== 'float32')) {
+      throw new InvalidArgumentError(`Expected token ids as an int32 Tensor [batch, seq] but received ${ids instanceof Tensor ? `a ${ids.dtype} tensor of shape [${ids.shape.join(', ')}]` : describe(ids)}`);
+    }
+    const d = ids.data as Int32Array;
+    for (let i = 0; i < d.length; i++) {
+      if (!(d[i] >= 0 && d[i] < this.arch.vocabularySize) || !Number.isInteger(d[i])) {
+        throw new InvalidArgumentError(`Expected token ids in [0, ${this.arch.vocabularySize - 1}] but found ${d[i]} at index ${i}`);
+      }
+    }
+    if (ids.shape[1] > this.arch.maxSequenceLength) {
+      throw new InvalidArgumentError(`Expected at most maxSequenceLength (${this.arch.maxSequenceLength}) tokens per row but received ${ids.shape[1]}`);
+    }
+  }
+
+  /**
+   * Runs `ids` ([batch, T] new tokens) through the model with a KV cache and returns the logits of the LAST new
+   * token of each row, `[batch, vocab]`. The cache advances by T.
+   * @internal
+   */
+  async forwardWithCache(ids: Tensor, cache: LlamaKVCache): Promise<Float32Array> {
+    this.checkIds(ids);
+    if (!this.built) await this.build();
+    const [B, T] = ids.shape;
+    if (cache.length + T > cache.maxSeq) {
+      throw new InvalidArgumentError(`Expected the sequence to fit the context (${cache.maxSeq} tokens) but it would reach ${cache.length + T}`);
+    }
+    let x = (await this.tokenEmbedding.apply(ids)) as Tensor<'float32'>;
+    for (let l = 0; l < this.decoderBlocks.length; l++) {
+      x = (await this.decoderBlocks[l].apply(x, { cache: cache.layers[l], maxSeq: cache.maxSeq, startPos: cache.length })) as Tensor<'float32'>;
+    }
+    cache.length += T;
+    const D = this.arch.hiddenDim;
+    const last = new Float32Array(B * D);
+    for (let b = 0; b < B; b++) last.set(x.data.subarray((b * T + T - 1) * D, (b * T + T) * D), b * D);
+    const h = await this.applyFinalNorm(new Tensor('float32', [B, 1, D], last));
+    return ((await this.tokenEmbedding.apply(h, { reverse: true })) as Tensor<'float32'>).data as Float32Array;
+  }
+
+  /** A fresh KV cache for `batch` sequences. */
+  newCache(batch = 1, maxSeq = this.arch.maxSequenceLength): LlamaKVCache {
+    const a = this.arch;
+    return new LlamaKVCache(a.numLayers, batch, a.numKeyValueHeads, maxSeq, a.hiddenDim / a.numQueryHeads);
+  }
+
+  /** The tokenizer used by text prompts and perplexity (set by the importers and presets). */
+  tokenizer: LlamaTokenizerLike | null = null;
+
+  private needTokenizer(): LlamaTokenizerLike {
+    if (!this.tokenizer) {
+      throw new InvalidArgumentError(
+        `Model '${this.name}' has no tokenizer: pass token ids, or set model.tokenizer (the importers and fromPreset set it)`,
+      );
+    }
+    return this.tokenizer;
+  }
+
+  private promptIds(prompt: string | ArrayLike<number>, addBos: boolean): number[] {
+    if (typeof prompt === 'string') return Array.from(this.needTokenizer().encode(prompt, { bos: addBos, eos: false }));
+    if (prompt === null || typeof prompt !== 'object' || typeof (prompt as ArrayLike<number>).length !== 'number') {
+      throw new InvalidArgumentError(`Expected a string or an array of token ids for prompt but received ${describe(prompt)}`);
+    }
+    const ids = Array.from(prompt as ArrayLike<number>);
+    if (ids.length === 0) throw new InvalidArgumentError('Expected at least one prompt token (for an empty text prompt, keep addBos: true)');
+    return ids;
+  }
+
+  /**
+   * Streams generated tokens as they are produced.
+   * @example
+   * ```ts
+   * for await (const { text } of model.stream('Once upon a time', { maxNewTokens: 50 })) process.stdout.write(text);
+   * ```
+   */
+  async *stream(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): AsyncGenerator<GenerateChunk, GenerateResult, void> {
+    const o = checkGenerateOptions(options);
+    const promptTokens = this.promptIds(prompt, o.addBos);
+    if (!this.built) await this.build();
+    const tok = this.tokenizer;
+    const stopIds = new Set<number>(o.stop.filter((s): s is number => typeof s === 'number'));
+    const stopStrings = o.stop.filter((s): s is string => typeof s === 'string');
+    if (!o.ignoreEos && tok) {
+      stopIds.add(tok.eosId);
+      stopIds.add(tok.bosId);
+    }
+    const cache = this.newCache(1);
+    const rng = new XorShiftRng(o.seed);
+    const promptText = tok ? tok.decode(promptTokens) : '';
+    const t0 = performance.now();
+    let firstTokenMs = 0;
+    let tFirst = 0;
+    const tokens: number[] = [];
+    let text = '';
+    let stopReason: GenerateResult['stopReason'] = 'length';
+    if (promptTokens.length >= cache.maxSeq) stopReason = 'context';
+    let logits = stopReason === 'context' ? null : await this.forwardWithCache(new Tensor('int32', [1, promptTokens.length], Int32Array.from(promptTokens)), cache);
+    while (logits && tokens.length < o.maxNewTokens) {
+      if (o.signal?.aborted) throw new AbortedError('Generation was aborted', { cause: o.signal.reason });
+      const next = sampleToken(logits, o.temperature, o.topK, o.topP, rng);
+      if (tokens.length === 0) {
+        firstTokenMs = performance.now() - t0;
+        tFirst = performance.now();
+      }
+      if (stopIds.has(next)) {
+        stopReason = tok && (next === tok.eosId || next === tok.bosId) && !o.stop.includes(next) ? 'eos' : 'stop';
+        break;
+      }
+      tokens.push(next);
+      // decode with the prompt so that tokenizer rules at the boundary (the space after BOS) apply as in llama2.c
+      const full = tok ? tok.decode([...promptTokens, ...tokens]).slice(promptText.length) : '';
+      const piece = full.startsWith(text) ? full.slice(text.length) : full;
+      text = full;
+      yield { token: next, text: piece };
+      if (stopStrings.some((s) => text.includes(s))) {
+        stopReason = 'stop';
+        break;
+      }
+      if (cache.length >= cache.maxSeq) {
+        stopReason = 'context';
+        break;
+      }
+      if (tokens.length < o.maxNewTokens) logits = await this.forwardWithCache(new Tensor('int32', [1, 1], Int32Array.from([next])), cache);
+    }
+    const decodeMs = performance.now() - tFirst;
+    return {
+      text,
+      tokens,
+      promptTokens,
+      stopReason,
+      firstTokenMs,
+      tokensPerSecond: tokens.length > 1 && decodeMs > 0 ? ((tokens.length - 1) * 1000) / decodeMs : 0,
+    };
+  }
+
+  /**
+   * Generates a continuation (greedy by default; sampling with `temperature`, `topK`, `topP`, `seed` — llama2.c's
+   * RNG, so seeded llama2.c runs reproduce). An array of prompts gives an array of results.
+   * @example
+   * ```ts
+   * const { text } = await model.generate('Once upon a time', { maxNewTokens: 32 });
+   * const [a, b] = await model.generate(['One day', 'The cat'], { temperature: 0.8, topP: 0.9, seed: 1 });
+   * ```
+   */
+  async generate(prompt: string | ArrayLike<number>, options?: GenerateOptions): Promise<GenerateResult>;
+  async generate(prompt: Array<string | ArrayLike<number>>, options?: GenerateOptions): Promise<GenerateResult[]>;
+  async generate(prompt: string | ArrayLike<number> | Array<string | ArrayLike<number>>, options: GenerateOptions = {}): Promise<GenerateResult | GenerateResult[]> {
+    if (Array.isArray(prompt) && prompt.some((p) => typeof p === 'string' || (typeof p === 'object' && p !== null))) {
+      const out: GenerateResult[] = [];
+      for (const p of prompt as Array<string | ArrayLike<number>>) out.push((await this.generate(p, options)) as GenerateResult);
+      return out;
+    }
+    const it = this.stream(prompt as string | ArrayLike<number>, options);
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /**
+   * Perplexity of `text` (or of each text of an array, pooled) under the model: `exp(mean NLL)` of every token
+   * predicted from the tokens before it, in windows of at most `window` tokens (default: the context length)
+   * that advance by `stride` (default `window`; a smaller stride gives every scored token more context, and only
+   * the tokens a window adds are scored).
+   * @example
+   * ```ts
+   * const { perplexity, nll, tokens } = await model.perplexity(text, { window: 512 });
+   * ```
+   */
+  async perplexity(
+    text: string | ArrayLike<number> | Array<string | ArrayLike<number>>,
+    options: { window?: number; stride?: number; addBos?: boolean; signal?: AbortSignal | null } = {},
+  ): Promise<{ perplexity: number; nll: number; tokens: number }> {
+    const window = options.window ?? this.arch.maxSequenceLength;
+    const stride = options.stride ?? window;
+    if (!Number.isSafeInteger(window) || window < 2 || window > this.arch.maxSequenceLength) {
+      throw new InvalidArgumentError(`Expected an integer in [2, ${this.arch.maxSequenceLength}] (the context length) for window but received ${describe(options.window)}`);
+    }
+    if (!Number.isSafeInteger(stride) || stride < 1 || stride > window) {
+      throw new InvalidArgumentError(`Expected an integer in [1, window] for stride but received ${describe(options.stride)}`);
+    }
+    const texts = Array.isArray(text) && text.some((t) => typeof t === 'string' || typeof t === 'object') ? (text as Array<string | ArrayLike<number>>) : [text as string | ArrayLike<number>];
+    let nll = 0;
+    let count = 0;
+    const V = this.arch.vocabularySize;
+    for (const t of texts) {
+      const ids = this.promptIds(t, options.addBos ?? true);
+      let scoredUpTo = 0; // tokens [0, scoredUpTo) have been predicted (token 0 never is)
+      for (let start = 0; start < ids.length - 1; start += stride) {
+        if (options.signal?.aborted) throw new AbortedError('Perplexity was aborted', { cause: options.signal.reason });
+        const end = Math.min(start + window, ids.length);
+        const logits = ((await this.predict(new Tensor('int32', [1, end - start], Int32Array.from(ids.slice(start, end))))) as Tensor).data as Float32Array;
+        for (let p = Math.max(start + 1, scoredUpTo); p < end; p++) {
+          const row = logits.subarray((p - 1 - start) * V, (p - start) * V);
+          let mx = -Infinity;
+          for (let j = 0; j < V; j++) if (row[j] > mx) mx = row[j];
+          let sum = 0;
+          for (let j = 0; j < V; j++) sum += Math.exp(row[j] - mx);
+          nll += Math.log(sum) + mx - row[ids[p]];
+          count++;
+        }
+        scoredUpTo = end;
+        if (end === ids.length) break;
+      }
+    }
+    if (count === 0) throw new InvalidArgumentError('Expected a text of at least two tokens for perplexity');
+    return { perplexity: Math.exp(nll / count), nll: nll / count, tokens: count };
+  }
+
+  /**
+   * Builds a float32 model from a checkpoint in the canonical layout (`lib/io/llama-common.ts`; what
+   * `readLlama2cFile`, `readGgufLlamaFile` and the Hugging Face reader return). Matrices `[out, in]` become Dense
+   * kernels `[in, out]`.
+   * @example
+   * ```ts
+   * const model = LlamaCausalLM.fromCheckpoint(await readLlama2cFile('stories260K.bin'), tokenizer);
+   * ```
+   */
+  static async fromCheckpoint(checkpoint: LlamaCheckpoint, tokenizer: LlamaTokenizerLike | null = null, options: LayerOptions = {}): Promise<LlamaCausalLM> {
+    if (!checkpoint || typeof checkpoint !== 'object' || !(checkpoint.tensors instanceof Map) || !checkpoint.config) {
+      throw new InvalidArgumentError(`Expected a Llama checkpoint { config, tensors } for checkpoint but received ${describe(checkpoint)}`);
+    }
+    const c = checkpoint.config;
+    const m = new LlamaCausalLM({
+      ...options,
+      vocabularySize: c.vocabSize,
+      numLayers: c.nLayers,
+      numQueryHeads: c.nHeads,
+      numKeyValueHeads: c.nKvHeads,
+      hiddenDim: c.dim,
+      intermediateDim: c.hiddenDim,
+      maxSequenceLength: c.seqLen,
+      layerNormEpsilon: c.normEps,
+      ropeMaxWavelength: c.ropeTheta,
+      tieWordEmbeddings: c.tiedEmbeddings,
+    });
+    await m.build();
+    const get = (name: string, shape: number[]): Float32Array => {
+      const t = checkpoint.tensors.get(name);
+      if (!t || t.dtype !== 'float32' || t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+        throw new ShapeMismatchError(
+          `Expected tensor '${name}' of shape [${shape.join(', ')}] (float32) in the checkpoint but received ${t ? `a ${t.dtype} tensor of shape [${t.shape.join(', ')}]` : 'none'}`,
+        );
+      }
+      return t.data as Float32Array;
+    };
+    const setVar = (layer: Layer, varName: string, shape: number[], data: Float32Array) => {
+      const v = layer.variables.find((x) => x.name === varName);
+      if (!v) throw new InvalidArgumentError(`Layer '${layer.path}' has no variable '${varName}'`);
+      v.assign(new Tensor('float32', shape, data) as never);
+    };
+    const dense = (layer: Dense, name: string, out: number, inn: number) => setVar(layer, 'kernel', [inn, out], transpose(get(name, [out, inn]), out, inn));
+    const D = c.dim;
+    const hd = D / c.nHeads;
+    const kv = c.nKvHeads * hd;
+    setVar(m.tokenEmbedding, 'embeddings', [c.vocabSize, D], get('tok_embeddings.weight', [c.vocabSize, D]).slice());
+    if (!c.tiedEmbeddings) setVar(m.tokenEmbedding, 'reverse_embeddings', [D, c.vocabSize], transpose(get('output.weight', [c.vocabSize, D]), c.vocabSize, D));
+    setVar(m.finalNorm, 'scale', [D], get('norm.weight', [D]).slice());
+    m.decoderBlocks.forEach((b, i) => {
+      const p = b.sublayers;
+      setVar(p.attnNorm, 'scale', [D], get(`layers.${i}.attention_norm.weight`, [D]).slice());
+      setVar(p.ffnNorm, 'scale', [D], get(`layers.${i}.ffn_norm.weight`, [D]).slice());
+      dense(p.query, `layers.${i}.attention.wq.weight`, D, D);
+      dense(p.key, `layers.${i}.attention.wk.weight`, kv, D);
+      dense(p.value, `layers.${i}.attention.wv.weight`, kv, D);
+      dense(p.output, `layers.${i}.attention.wo.weight`, D, D);
+      dense(p.gate, `layers.${i}.feed_forward.w1.weight`, c.hiddenDim, D);
+      dense(p.down, `layers.${i}.feed_forward.w2.weight`, D, c.hiddenDim);
+      dense(p.up, `layers.${i}.feed_forward.w3.weight`, c.hiddenDim, D);
+    });
+    m.tokenizer = tokenizer;
+    return m;
+  }
+
+  /**
+   * Loads a Llama model from any supported source, detected from the path: a preset folder (`saveToPreset`), a
+   * Hugging Face folder (`config.json` + `model.safetensors` + `tokenizer.json`), a GGUF file (F32/F16 tensors, its
+   * embedded tokenizer), a llama2.c checkpoint (`.bin`; the tokenizer from `options.tokenizer`, else a
+   * `tokenizer.bin` / `tok<N>.bin` next to it), or a `.keras` file saved by quantkit (tokenizer from
+   * `options.tokenizer`).
+   * @example
+   * ```ts
+   * const model = await LlamaCausalLM.fromFile('models/stories260K/stories260K.bin'); // finds tok512.bin
+   * ```
+   * @throws CorruptFileError / InvalidArgumentError naming the file and what is wrong.
+   */
+  static async fromFile(file: string, options: { tokenizer?: string | LlamaTokenizerLike | null } = {}): Promise<LlamaCausalLM> {
+    if (typeof file !== 'string' || file.length === 0) throw new InvalidArgumentError(`Expected a file or folder path for file but received ${describe(file)}`);
+    let stat: fs.Stats;
+    try {
+      stat = await fs.promises.stat(file);
+    } catch {
+      throw new InvalidArgumentError(`Expected an existing model file or folder but '${file}' does not exist`);
+    }
+    const tokArg = options.tokenizer ?? null;
+    const explicitTok = async (): Promise<LlamaTokenizerLike | null> =>
+      typeof tokArg === 'string' ? Llama2cTokenizer.fromFile(tokArg) : (tokArg as LlamaTokenizerLike | null);
+    let model: LlamaCausalLM;
+    if (stat.isDirectory()) {
+      const cfgPath = path.join(file, 'config.json');
+      let cfg: Record<string, unknown> | null = null;
+      try {
+        cfg = JSON.parse(await fs.promises.readFile(cfgPath, 'utf8')) as Record<string, unknown>;
+      } catch (err) {
+        throw new CorruptFileError(`Expected a preset or Hugging Face folder with a readable config.json at '${file}': ${(err as Error).message}`);
+      }
+      if (cfg && cfg.class_name === 'LlamaCausalLM') {
+        model = await LlamaCausalLM.fromPreset(file);
+      } else {
+        const ckpt = await readHfLlamaDir(file);
+        model = await LlamaCausalLM.fromCheckpoint(ckpt, (await explicitTok()) ?? ckpt.tokenizer ?? null);
+      }
+    } else if (file.endsWith('.gguf')) {
+      const ckpt = await readGgufLlamaFile(file);
+      model = await LlamaCausalLM.fromCheckpoint(ckpt, (await explicitTok()) ?? ckpt.tokenizer ?? null);
+    } else if (file.endsWith('.keras')) {
+      const { loadModel } = await loadKerasIo();
+      const m = await loadModel(file);
+      if (!(m instanceof LlamaCausalLM)) throw new InvalidArgumentError(`Expected a LlamaCausalLM in '${file}' but it holds a ${m.constructor.name}`);
+      model = m;
+      model.tokenizer = await explicitTok();
+    } else {
+      const ckpt = await readLlama2cFile(file);
+      let tok = await explicitTok();
+      if (!tok) {
+        const dir = path.dirname(file);
+        const names = (await fs.promises.readdir(dir)).filter((n) => n === 'tokenizer.bin' || /^tok\d+\.bin$/.test(n)).sort();
+        const want = names.find((n) => n === `tok${ckpt.config.vocabSize}.bin`) ?? names.find((n) => n === 'tokenizer.bin');
+        if (want) tok = await Llama2cTokenizer.fromFile(path.join(dir, want));
+      }
+      model = await LlamaCausalLM.fromCheckpoint(ckpt, tok);
+    }
+    return model;
+  }
+
+  /**
+   * Saves the model as a preset folder (KerasHub's `save_to_preset` layout): `config.json` (the model config, with
+   * the quantized layers' policies), `model.weights.h5` (Keras weights layout), `tokenizer.json` plus the tokenizer
+   * file under `assets/tokenizer/`, and `metadata.json`. An int8 preset's weights file is ~4× smaller than float32.
+   * @example
+   * ```ts
+   * await model.quantize('int8');
+   * await model.saveToPreset('stories-int8');
+   * const again = await LlamaCausalLM.fromPreset('stories-int8');
+   * ```
+   */
+  async saveToPreset(dir: string): Promise<void> {
+    if (typeof dir !== 'string' || dir.length === 0) throw new InvalidArgumentError(`Expected a directory path for dir but received ${describe(dir)}`);
+    await fs.promises.mkdir(path.join(dir, 'assets', 'tokenizer'), { recursive: true });
+    const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v, null, 2));
+    await writeFileAtomic(path.join(dir, 'config.json'), json(serializeLayer(this)));
+    await this.saveWeights(path.join(dir, 'model.weights.h5'));
+    const tok = this.tokenizer as (LlamaTokenizerLike & { toBytes?: () => Uint8Array }) | null;
+    if (tok && typeof tok.toBytes === 'function') {
+      await writeFileAtomic(path.join(dir, 'assets', 'tokenizer', 'tokenizer.bin'), tok.toBytes());
+      await writeFileAtomic(path.join(dir, 'tokenizer.json'), json({ class_name: 'Llama2cTokenizer', config: { file: 'assets/tokenizer/tokenizer.bin' } }));
+    }
+    await writeFileAtomic(
+      path.join(dir, 'metadata.json'),
+      json({ quantkit_version: packageVersion(), parameter_count: this.countParams(), date_saved: new Date().toISOString(), format: 'quantkit-preset-1' }),
+    );
+  }
+
+  /**
+   * Loads a preset folder written by {@link LlamaCausalLM.saveToPreset} (quantized layers come back quantized).
+   * Loading never executes code from the folder.
+   * @example
+   * ```ts
+   * const model = await LlamaCausalLM.fromPreset('stories-int8');
+   * console.log((await model.generate('Once upon a time')).text);
+   * ```
+   * @throws CorruptFileError for a missing or malformed file, InvalidArgumentError for a preset of another class.
+   */
+  static async fromPreset(dir: string): Promise<LlamaCausalLM> {
+    const read = async (f: string) => {
+      try {
+        return await fs.promises.readFile(path.join(dir, f));
+      } catch (err) {
+        throw new CorruptFileError(`Expected a preset folder with '${f}' at '${dir}' but it could not be read: ${(err as Error).message}`);
+      }
+    };
+    let entry: Record<string, unknown>;
+    try {
+      entry = JSON.parse((await read('config.json')).toString('utf8')) as Record<string, unknown>;
+    } catch (err) {
+      if (err instanceof CorruptFileError) throw err;
+      throw new CorruptFileError(`${dir}/config.json is not valid JSON: ${(err as Error).message}`);
+    }
+    if (!entry || typeof entry !== 'object' || entry.class_name !== 'LlamaCausalLM' || typeof entry.config !== 'object') {
+      throw new InvalidArgumentError(`Expected a LlamaCausalLM preset at '${dir}' but config.json describes ${describe(entry?.class_name)}`);
+    }
+    const model = await LlamaCausalLM.fromConfig(entry.config as Record<string, unknown>);
+    await model.loadWeights(new Uint8Array(await read('model.weights.h5')));
+    if (fs.existsSync(path.join(dir, 'tokenizer.json'))) {
+      const t = JSON.parse((await read('tokenizer.json')).toString('utf8')) as { class_name?: unknown; config?: { file?: unknown } };
+      if (t.class_name !== 'Llama2cTokenizer' || typeof t.config?.file !== 'string' || t.config.file.includes('..') || path.isAbsolute(t.config.file)) {
+        throw new CorruptFileError(`${dir}/tokenizer.json: expected { class_name: 'Llama2cTokenizer', config: { file: <path inside the preset> } }`);
+      }
+      model.tokenizer = Llama2cTokenizer.fromBytes(new Uint8Array(await read(t.config.file)), { source: `${dir}/${t.config.file}` });
+    }
+    return model;
+  }
+
+  /**
+   * The Keras-style config. Quantized sub-layers are recorded as a `DTypePolicyMap` (path → policy) in `dtype`,
+   * so that {@link LlamaCausalLM.fromConfig} rebuilds them quantized, ready for their weights.
+   */
+  override getConfig(): Record<string, unknown> {
+    const a = this.arch;
+    const entries: Record<string, DTypePolicyLike> = {};
+    for (const l of this.flattenLayers({ includeSelf: false })) {
+      if (l.isQuantized && l.savableChildren().length === 0) entries[l.path] = l.effectivePolicy;
+    }
+    const dtype = Object.keys(entries).length > 0 ? serializeDTypePolicy(new DTypePolicyMap('float32', entries)) : serializeDTypePolicy(this.dtypePolicy);
+    return {
+      name: this.name,
+      trainable: this.trainable,
+      dtype,
+      vocabulary_size: a.vocabularySize,
+      num_layers: a.numLayers,
+      num_query_heads: a.numQueryHeads,
+      num_key_value_heads: a.numKeyValueHeads,
+      hidden_dim: a.hiddenDim,
+      intermediate_dim: a.intermediateDim,
+      max_sequence_length: a.maxSequenceLength,
+      layer_norm_epsilon: a.layerNormEpsilon,
+      rope_max_wavelength: a.ropeMaxWavelength,
+      tie_word_embeddings: a.tieWordEmbeddings,
+    };
+  }
+
+  /**
+   * Rebuilds the model from {@link LlamaCausalLM.getConfig} output (weights are loaded separately).
+   * @example
+   * ```ts
+   * const m = LlamaCausalLM.fromConfig(model.getConfig());
+   * ```
+   */
+  static override async fromConfig(config: Record<string, unknown>): Promise<LlamaCausalLM> {
+    const c = checkLayerConfig(config, 'LlamaCausalLM');
+    const dtype = c.dtype === undefined || c.dtype === null ? undefined : getDTypePolicy(c.dtype as DTypePolicyLike);
+    const m = new LlamaCausalLM({
+      name: typeof c.name === 'string' ? c.name : undefined,
+      ...(dtype ? { dtype } : {}),
+      vocabularySize: c.vocabulary_size as number,
+      numLayers: c.num_layers as number,
+      numQueryHeads: c.num_query_heads as number,
+      numKeyValueHeads: c.num_key_value_heads as number,
+      hiddenDim: c.hidden_dim as number,
+      intermediateDim: c.intermediate_dim as number,
+      maxSequenceLength: c.max_sequence_length as number,
+      layerNormEpsilon: (c.layer_norm_epsilon ?? 1e-5) as number,
+      ropeMaxWavelength: (c.rope_max_wavelength ?? 10000) as number,
+      tieWordEmbeddings: (c.tie_word_embeddings ?? true) as boolean,
+    });
+    await m.build();
+    return m;
+  }
+}
+
+_registerModelDeserializer('LlamaCausalLM', (c) => LlamaCausalLM.fromConfig(c));
+registerLayer(LlamaDecoderBlock as unknown as LayerClass, 'LlamaDecoderBlock');
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tokenizer, sampling, generation, perplexity
+
+function checkGenerateOptions(o: GenerateOptions): Required<Omit<GenerateOptions, 'signal'>> & { signal: AbortSignal | null } {
+  if (o === null || typeof o !== 'object') throw new InvalidArgumentError(`Expected an options object for options but received ${describe(o)}`);
+  const maxNewTokens = o.maxNewTokens ?? 64;
+  if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new InvalidArgumentError(`Expected a non-negative integer for maxNewTokens but received ${describe(o.maxNewTokens)}`);
+  const temperature = o.temperature ?? 0;
+  if (typeof temperature !== 'number' || !(temperature >= 0) || !Number.isFinite(temperature)) throw new InvalidArgumentError(`Expected a finite number >= 0 for temperature but received ${describe(o.temperature)}`);
+  const topK = o.topK ?? 0;
+  if (!Number.isSafeInteger(topK) || topK < 0) throw new InvalidArgumentError(`Expected a non-negative integer for topK but received ${describe(o.topK)}`);
+  const topP = o.topP ?? 1;
+  if (typeof topP !== 'number' || !(topP >= 0 && topP <= 1)) throw new InvalidArgumentError(`Expected a number in [0, 1] for topP but received ${describe(o.topP)}`);
+  const seed = o.seed ?? 42;
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new InvalidArgumentError(`Expected a non-negative integer for seed but received ${describe(o.seed)}`);
+  const stop = o.stop ?? [];
+  if (!Array.isArray(stop) || !stop.every((s) => (typeof s === 'string' && s.length > 0) || Number.isSafeInteger(s))) {
+    throw new InvalidArgumentError(`Expected an array of non-empty strings or token ids for stop but received ${describe(o.stop)}`);
+  }
+  return { maxNewTokens, temperature, topK, topP, seed, stop, ignoreEos: o.ignoreEos ?? false, addBos: o.addBos ?? true, signal: o.signal ?? null };
+}
+
+/** What generation and perplexity need from a tokenizer (quantkit's llama2.c, GGUF and Hugging Face tokenizers). */
+export interface LlamaTokenizerLike {
+  encode(text: string, options?: { bos?: boolean; eos?: boolean }): ArrayLike<number>;
+  decode(ids: ArrayLike<number>): string;
+  readonly bosId: number;
+  readonly eosId: number;
+}
+
+/**
+ * llama2.c's random number generator (run.c: 64-bit xorshift*, `random_f32 = (u32 >> 8) / 2^24`), so that seeded
+ * sampling reproduces llama2.c's outputs.
+ * @example
+ * ```ts
+ * const rng = new XorShiftRng(42);
+ * rng.nextFloat(); // in [0, 1)
+ * ```
+ */
+export class XorShiftRng {
+  private state: bigint;
+  constructor(seed: number | bigint) {
+    this.state = BigInt.asUintN(64, BigInt(seed));
+  }
+  /** run.c `random_u32`. */
+  nextU32(): number {
+    let s = this.state;
+    s ^= s >> 12n;
+    s = BigInt.asUintN(64, s ^ (s << 25n));
+    s ^= s >> 27n;
+    this.state = s;
+    return Number(BigInt.asUintN(64, s * 0x2545f4914f6cdd1dn) >> 32n);
+  }
+  /** run.c `random_f32`: a float32 in [0, 1). */
+  nextFloat(): number {
+    return Math.fround((this.nextU32() >>> 8) / 16777216);
+  }
+}
+
+/** Options of {@link LlamaCausalLM.generate} and {@link LlamaCausalLM.stream}. */
+export interface GenerateOptions {
+  /** New tokens at most (default 64). */
+  maxNewTokens?: number;
+  /** 0 = greedy (default); otherwise logits are divided by it before sampling. */
+  temperature?: number;
+  /** Keep only the k most likely tokens when sampling (0 = all, default). */
+  topK?: number;
+  /** Nucleus sampling: the smallest set whose probability exceeds topP (1 = off, default; llama2.c's rule). */
+  topP?: number;
+  /** Seed of the sampler (default 42). */
+  seed?: number;
+  /** Stop sequences (strings, or token ids); generation also stops at BOS/EOS unless `ignoreEos`. */
+  stop?: Array<string | number>;
+  /** Do not stop at BOS/EOS tokens (default false). */
+  ignoreEos?: boolean;
+  /** Prepend BOS to a text prompt (default true). */
+  addBos?: boolean;
+  /** Abort generation (the promise rejects / the iterator throws AbortedError). */
+  signal?: AbortSignal | null;
+}
+
+/** One generated sequence. */
+export interface GenerateResult {
+  /** The generated text (without the prompt). */
+  text: string;
+  /** The generated token ids. */
+  tokens: number[];
+  /** The prompt's token ids (with BOS). */
+  promptTokens: number[];
+  /** Why generation stopped. */
+  stopReason: 'length' | 'eos' | 'stop' | 'context';
+  /** Milliseconds to the first generated token (prompt processing included). */
+  firstTokenMs: number;
+  /** Decode speed after the first token (tokens per second). */
+  tokensPerSecond: number;
+}
+
+/** One streamed step. */
+export interface GenerateChunk {
+  token: number;
+  /** The text this token adds (may be empty while a multi-byte character is incomplete). */
+  text: string;
+}
+
+function f32Softmax(logits: Float32Array): Float32Array {
+  const p = new Float32Array(logits.length);
+  let mx = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > mx) mx = logits[i];
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) {
+    p[i] = Math.exp(logits[i] - mx);
+    sum = Math.fround(sum + p[i]);
+  }
+  for (let i = 0; i < p.length; i++) p[i] = p[i] / sum;
+  return p;
+}
+
+/** Picks the next token like run.c's `sample` (plus an optional top-k). @internal */
+export function sampleToken(logits: Float32Array, temperature: number, topK: number, topP: number, rng: XorShiftRng): number {
+  if (temperature === 0) {
+    let a = 0;
+    for (let i = 1; i < logits.length; i++) if (logits[i] > logits[a]) a = i;
+    return a;
+  }
+  const l = new Float32Array(logits.length);
+  for (let i = 0; i < l.length; i++) l[i] = logits[i] / temperature;
+  if (topK > 0 && topK < l.length) {
+    const sorted = Float32Array.from(l).sort();
+    const kth = sorted[sorted.length - topK];
+    for (let i = 0; i < l.length; i++) if (l[i] < kth) l[i] = -Infinity;
+  }
+  const probs = f32Softmax(l);
+  const coin = rng.nextFloat();
+  if (topP <= 0 || topP >= 1) {
+    let cdf = 0;
+    for (let i = 0; i < probs.length; i++) {
+      cdf = Math.fround(cdf + probs[i]);
+      if (coin < cdf) return i;
+    }
+    return probs.length - 1;
+  }
+  const cutoff = Math.fround((1 - topP) / (probs.length - 1));
+  const idx: number[] = [];
+  for (let i = 0; i < probs.length; i++) if (probs[i] >= cutoff) idx.push(i);
+  idx.sort((a, b) => probs[b] - probs[a]);
+  let cum = 0;
+  let last = idx.length - 1;
+  for (let i = 0; i < idx.length; i++) {
+    cum = Math.fround(cum + probs[idx[i]]);
+    if (cum > topP) {
+      last = i;
+      break;
+    }
+  }
+  const r = Math.fround(coin * cum);
+  let cdf = 0;
+  for (let i = 0; i <= last; i++) {
+    cdf = Math.fround(cdf + probs[idx[i]]);
+    if (r < cdf) return idx[i];
+  }
+  return idx[last];
+}
