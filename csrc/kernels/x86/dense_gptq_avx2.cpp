@@ -138,7 +138,29 @@ struct Gptq {
   void pack(int64_t k, int64_t j0, int64_t cols, float* dst) const {
     const uint8_t* src = wq + k * rb + j0 * kBits / 8;
     const int64_t nbytes = ceil_div(cols * kBits, 8);
-    const __m128i b = nbytes == 16 ? load16(src) : load_partial(src, nbytes);
+    constexpr int64_t kFullBytes = 16 * kBits / 8;  // a whole panel: 4, 6, 8 or 16 bytes
+    __m128i b;
+    if (nbytes == kFullBytes) {
+      if (kBits == 8) {
+        b = load16(src);
+      } else {  // 4, 6 or 8 bytes in registers (a copy into a local would stall store forwarding)
+        uint32_t u0;
+        std::memcpy(&u0, src, 4);
+        uint64_t u = u0;
+        if (kFullBytes == 8) {
+          uint32_t u1;
+          std::memcpy(&u1, src + 4, 4);
+          u |= uint64_t{u1} << 32;
+        } else if (kFullBytes == 6) {
+          uint16_t u1;
+          std::memcpy(&u1, src + 4, 2);
+          u |= uint64_t{u1} << 32;
+        }
+        b = _mm_cvtsi64_si128(static_cast<long long>(u));
+      }
+    } else {
+      b = load_partial(src, nbytes);
+    }
     const __m256i v = kBits == 3 ? _mm256_broadcastsi128_si256(b) : _mm256_zextsi128_si256(b);
     const __m256i fmask = _mm256_set1_epi32((1 << kBits) - 1);
     const int64_t g = group_of(k);
