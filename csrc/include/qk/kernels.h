@@ -117,7 +117,9 @@ enum class Fp8Format : int { kE4M3FN = 0, kE5M2 = 1 };
 //     bit b % 8 of byte b / 8) and q[k,j] is its bits [3j, 3j+2] (a level may straddle two bytes).
 //     Why this is SIMD friendly: 48 bytes hold 128 columns; one vpermd moves each 12-byte run into its own
 //     128-bit lane and one vpshufb gives every dword lane its 3 bytes = 8 consecutive levels; then, as for 2 and
-//     4 bits, a shift by 3c and a table vpermps yield level c of all 16 lanes (3 instructions per 16 weights).
+//     4 bits, a shift by 3c and a table vpermps yield level c of all 16 lanes, and the AVX-512 GEMV combines
+//     three rows' levels into a 5-bit + a 4-bit table index (dense_gptq_avx512.cpp), fewer instructions per
+//     weight than 4 bits. (A two-plane 2 + 1-bit layout was tried: it measured slower.)
 // gptq_runtime_pack (ref only, in every table): q = levels [N, K] one per byte (the Keras GPTQ [out, in] layout,
 //   unpacked), perm = null (identity) or a permutation of 0..K-1 (validated by the caller): runtime row k takes
 //   input perm[k], q_rt[k, j] = q[j, perm[k]]; only the low `bits` bits of each level are kept. dst: K rows of
