@@ -60,8 +60,9 @@ void act_range(const Napi::CallbackInfo& info, size_t i, float* lo, float* hi, f
 
 int64_t packed_cols(int64_t N) { return N / 2 + (N % 2); }
 
-Napi::Value finish(Napi::Env env, PromiseWorker::Work work, std::initializer_list<const View*> keep) {
-  return PromiseWorker::start(env, std::move(work), keep);
+// Multiply-adds of the call: tiny ones run inline (see PromiseWorker::start).
+Napi::Value finish(Napi::Env env, const Common& c, PromiseWorker::Work work, std::initializer_list<const View*> keep) {
+  return PromiseWorker::start(env, std::move(work), keep, static_cast<double>(c.M) * c.N * c.K);
 }
 
 std::string oom(qk_status s) { return s == QK_STATUS_OUT_OF_MEMORY ? "Out of memory allocating Dense kernel scratch" : ""; }
@@ -78,7 +79,7 @@ Napi::Value DenseF32(const Napi::CallbackInfo& info) {
   auto* yp = static_cast<float*>(c.y.data);
   const float* bp = c.bias_ptr;
   const int64_t M = c.M, N = c.N, K = c.K;
-  return finish(env, [=](std::string& msg) {
+  return finish(env, c, [=](std::string& msg) {
     qk_status s = fn(M, N, K, xp, K, wp, N, yp, N, &ThreadPool::global());
     msg = oom(s);
     if (s == QK_STATUS_OK && bp != nullptr) {
@@ -117,7 +118,7 @@ Napi::Value DenseInt8Act(const Napi::CallbackInfo& info, bool nibbles) {
     auto* wp = static_cast<const int8_t*>(w.data);
     work = [=](std::string& msg) { qk_status s = fn(M, N, K, xp, wp, sp, bp, lo, hi, eps, yp, &ThreadPool::global()); msg = oom(s); return s; };
   }
-  return finish(env, std::move(work), {&c.x, &w, &ws, &c.bias, &c.y});
+  return finish(env, c, std::move(work), {&c.x, &w, &ws, &c.bias, &c.y});
 }
 
 Napi::Value DenseW8A8(const Napi::CallbackInfo& info) { return DenseInt8Act(info, false); }
@@ -147,7 +148,7 @@ Napi::Value DenseWeightOnly(const Napi::CallbackInfo& info, bool nibbles) {
     auto* wp = static_cast<const int8_t*>(w.data);
     work = [=](std::string& msg) { qk_status s = fn(M, N, K, xp, wp, sp, bp, yp, &ThreadPool::global()); msg = oom(s); return s; };
   }
-  return finish(env, std::move(work), {&c.x, &w, &ws, &c.bias, &c.y});
+  return finish(env, c, std::move(work), {&c.x, &w, &ws, &c.bias, &c.y});
 }
 
 Napi::Value DenseW8(const Napi::CallbackInfo& info) { return DenseWeightOnly(info, false); }
@@ -174,7 +175,7 @@ Napi::Value DenseW4G(const Napi::CallbackInfo& info) {
   auto* yp = static_cast<float*>(c.y.data);
   const float* bp = c.bias_ptr;
   const int64_t M = c.M, N = c.N, K = c.K;
-  return finish(env, [=](std::string& msg) {
+  return finish(env, c, [=](std::string& msg) {
     qk_status s = fn(M, N, K, xp, wp, sp, zp, group, bp, yp, &ThreadPool::global());
     msg = oom(s);
     return s;
@@ -200,7 +201,7 @@ Napi::Value DenseFp8(const Napi::CallbackInfo& info) {
   const float* bp = c.bias_ptr;
   const int64_t M = c.M, N = c.N, K = c.K;
   const float fxs = static_cast<float>(xs), fws = static_cast<float>(wsv);
-  return finish(env, [=](std::string& msg) {
+  return finish(env, c, [=](std::string& msg) {
     qk_status s = fn(M, N, K, xp, fxs, wp, fws, bp, yp, &ThreadPool::global());
     msg = oom(s);
     return s;

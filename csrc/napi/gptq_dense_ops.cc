@@ -95,7 +95,7 @@ Napi::Value DenseGptq(const Napi::CallbackInfo& info) {
     qk_status s = fn(M, N, K, xp, wp, bits, sp, zp, group, bias_ptr, yp, &ThreadPool::global());
     msg = oom(s);
     return s;
-  }, {&x, &wq, &scale, &zero, &bias, &y});
+  }, {&x, &wq, &scale, &zero, &bias, &y}, static_cast<double>(M) * N * K);
 }
 
 Napi::Value GptqRuntimePack(const Napi::CallbackInfo& info) {

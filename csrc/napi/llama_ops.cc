@@ -77,7 +77,7 @@ Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
       fn(xp + b * n, wp, end - b, n, e, yp + b * n);
     });
     return QK_STATUS_OK;
-  }, {&x, &w, &y});
+  }, {&x, &w, &y}, static_cast<double>(total));
 }
 
 Napi::Value Rope(const Napi::CallbackInfo& info) {
@@ -106,7 +106,7 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
       fn(xp + b * per_row, end - b, heads, hd, pp + b, th);
     });
     return QK_STATUS_OK;
-  }, {&x});
+  }, {&x}, static_cast<double>(rows) * static_cast<double>(per_row) * 8);
 }
 
 Napi::Value SoftmaxRows(const Napi::CallbackInfo& info) {
@@ -120,7 +120,7 @@ Napi::Value SoftmaxRows(const Napi::CallbackInfo& info) {
   return PromiseWorker::start(env, [=](std::string&) {
     ThreadPool::global().parallel_for(rows, row_grain(n), [&](int64_t b, int64_t end) { fn(xp + b * n, end - b, n); });
     return QK_STATUS_OK;
-  }, {&x});
+  }, {&x}, static_cast<double>(rows) * static_cast<double>(n) * 4);
 }
 
 Napi::Value SiluMul(const Napi::CallbackInfo& info) {
@@ -139,7 +139,7 @@ Napi::Value SiluMul(const Napi::CallbackInfo& info) {
   return PromiseWorker::start(env, [=](std::string&) {
     ThreadPool::global().parallel_for(n, kGrain, [&](int64_t b, int64_t end) { fn(gp + b, up + b, end - b, op + b); });
     return QK_STATUS_OK;
-  }, {&g, &u, &o});
+  }, {&g, &u, &o}, static_cast<double>(n) * 8);
 }
 
 // Cache geometry shared by kvCacheWrite and attentionDecode: both caches [kvHeads, maxSeq, headDim].
@@ -174,7 +174,7 @@ Napi::Value KvCacheWrite(const Napi::CallbackInfo& info) {
   return PromiseWorker::start(env, [=](std::string&) {
     fn(kp, vp, T, kv_heads, hd, pos->data(), max_seq, kcp, vcp);
     return QK_STATUS_OK;
-  }, {&kn, &vn, &kc, &vc});
+  }, {&kn, &vn, &kc, &vc}, static_cast<double>(rows));
 }
 
 Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
@@ -212,7 +212,7 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
     qk_status s = fn(qp, T, heads, kv_heads, hd, kcp, vcp, max_seq, pos0, op, &ThreadPool::global());
     if (s == QK_STATUS_OUT_OF_MEMORY) msg = "Out of memory allocating attention score scratch";
     return s;
-  }, {&q, &kc, &vc, &o});
+  }, {&q, &kc, &vc, &o}, static_cast<double>(qn) * static_cast<double>(pos0 + T) * 2);
 }
 
 }  // namespace

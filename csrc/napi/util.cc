@@ -1,6 +1,10 @@
 // quantkit — N-API helpers (see util.h).
 #include "napi/util.h"
 
+#include <cstdlib>
+
+#include "qk/threadpool.h"
+
 #include <cmath>
 #include <new>
 #include <sstream>
@@ -152,7 +156,45 @@ void PromiseWorker::keep(const Napi::Value& v) {
   if (!v.IsEmpty()) refs_.push_back(Napi::Persistent(v));
 }
 
-Napi::Value PromiseWorker::start(Napi::Env env, Work work, std::initializer_list<const View*> keep_alive) {
+double PromiseWorker::inline_cost_limit() {
+  static const double limit = [] {
+    const char* e = std::getenv("QK_INLINE_OPS");
+    if (e != nullptr && std::string(e) == "0") return -1.0;
+    return 65536.0;  // ~1-5 microseconds of single-threaded work
+  }();
+  return limit;
+}
+
+Napi::Value PromiseWorker::start(Napi::Env env, Work work, std::initializer_list<const View*> keep_alive, double cost) {
+  if (cost >= 0 && cost <= inline_cost_limit()) {
+    Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+    std::string message;
+    qk_status status;
+    {
+      qk::SerialScope serial;
+      try {
+        status = work(message);
+      } catch (const std::bad_alloc&) {
+        status = QK_STATUS_OUT_OF_MEMORY;
+        message = "Out of memory while running a native op";
+      } catch (const std::exception& e) {
+        status = QK_STATUS_INTERNAL;
+        message = std::string("Internal error in a native op: ") + e.what();
+      } catch (...) {
+        status = QK_STATUS_INTERNAL;
+        message = "Internal error in a native op";
+      }
+    }
+    if (status == QK_STATUS_OK) {
+      deferred.Resolve(env.Undefined());
+    } else {
+      if (message.empty()) message = std::string("Native op failed with ") + status_code(status);
+      Napi::Error err = Napi::Error::New(env, message);
+      err.Set("code", Napi::String::New(env, status_code(status)));
+      deferred.Reject(err.Value());
+    }
+    return deferred.Promise();
+  }
   auto* w = new PromiseWorker(env, std::move(work));
   for (const View* v : keep_alive) w->keep(*v);
   Napi::Promise p = w->promise();

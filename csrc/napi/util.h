@@ -65,8 +65,11 @@ class PromiseWorker : public Napi::AsyncWorker {
   void keep(const View& v);
   void keep(const Napi::Value& v);
   Napi::Promise promise() const { return deferred_.Promise(); }
-  // Queue and return the promise.
-  static Napi::Value start(Napi::Env env, Work work, std::initializer_list<const View*> keep_alive);
+  // Queue and return the promise. `cost` estimates the work (multiply-adds or bytes touched); tiny ops
+  // (0 <= cost <= inline_cost_limit()) run inline on the calling thread, single-threaded, and return an already
+  // settled promise: a thread hand-off costs more than they do. QK_INLINE_OPS=0 disables this.
+  static Napi::Value start(Napi::Env env, Work work, std::initializer_list<const View*> keep_alive, double cost = -1);
+  static double inline_cost_limit();
 
  protected:
   void Execute() override;

@@ -128,6 +128,9 @@ class PoolImpl final : public ThreadPool {
 
 }  // namespace
 
+SerialScope::SerialScope() : previous_(tl_in_region) { tl_in_region = true; }
+SerialScope::~SerialScope() { tl_in_region = previous_; }
+
 ThreadPool& ThreadPool::global() {
   // Intentionally leaked: helper threads must outlive every addon instance and static destructors.
   static ThreadPool* pool = new PoolImpl(configured_threads());

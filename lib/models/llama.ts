@@ -532,6 +532,8 @@ export class LlamaCausalLM extends Model {
         stopReason = 'context';
         break;
       }
+      // tiny models run their ops inline (already settled promises): give the event loop a turn per token
+      await new Promise<void>((resolve) => setImmediate(resolve));
       if (tokens.length < o.maxNewTokens) logits = await this.forwardWithCache(new Tensor('int32', [1, 1], Int32Array.from([next])), cache);
     }
     const decodeMs = performance.now() - tFirst;
@@ -613,6 +615,7 @@ export class LlamaCausalLM extends Model {
         }
         scoredUpTo = end;
         if (end === ids.length) break;
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
     }
     if (count === 0) throw new InvalidArgumentError('Expected a text of at least two tokens for perplexity');

@@ -4,6 +4,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { monitorEventLoopDelay } from 'perf_hooks';
 import { GPTQConfig, Int4QuantizationConfig, loadModel, Tensor, terminateHdf5Worker } from '../../lib';
 import { readLlama2cFile } from '../../lib/io/llama2c';
 import { readGgufLlamaFile } from '../../lib/io/gguf-llama';
@@ -96,6 +97,15 @@ test('llama2.c-style perplexity of the whole held-out text: BOS-separated stream
   expect(Math.abs(r.nll - 1.6779)).toBeLessThan(5e-3 * 1.6779);
   expect(Math.abs(r.perplexity / 5.354 - 1)).toBeLessThan(5e-3);
 }, 120000);
+
+test('generation keeps the event loop responsive: tiny ops run inline, but every token yields (max delay < 100 ms)', async () => {
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  h.enable();
+  const r = await fromBin.generate('Once upon a time', { maxNewTokens: 150 });
+  h.disable();
+  expect(r.tokens.length).toBe(150);
+  expect(h.max / 1e6).toBeLessThan(100);
+});
 
 test('xorshift RNG: run.c sequence (first values for seed 42 are stable across calls)', () => {
   const a = new XorShiftRng(42);

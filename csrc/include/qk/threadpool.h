@@ -32,6 +32,19 @@ class ThreadPool {
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn);
 };
 
+// While alive, every region started on this thread runs serially on it (like a nested region): used to run tiny
+// ops inline on the JavaScript thread without waiting for (or holding) the pool.
+class SerialScope {
+ public:
+  SerialScope();
+  ~SerialScope();
+  SerialScope(const SerialScope&) = delete;
+  SerialScope& operator=(const SerialScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
 }  // namespace qk
 
 #endif  // QK_THREADPOOL_H_
