@@ -101,6 +101,107 @@ qk_status qk_cuda_absmax_quantize_dev(const float* x, int64_t outer, int64_t len
                                       float hi, float eps, int8_t* q, float* scale, void* stream, char* err,
                                       size_t err_len);
 
+/* ---- device memory and streams (cuda/memory.cu) ---------------------------------------------------------- */
+
+/* Checks that `device` exists and that this build has code for it, then makes it current on this thread. */
+qk_status qk_cuda_use_device(int device, char* err, size_t err_len);
+
+/* The calling thread's own stream on `device` (a non-blocking cudaStream_t created at first use and kept for
+ * the life of the thread): "one stream per worker". Also makes `device` current. */
+qk_status qk_cuda_worker_stream(int device, void** stream, char* err, size_t err_len);
+
+/* Device memory from the caching allocator of `device` (cuda/caching_allocator.h): freed blocks are cached
+ * and reused; on cudaErrorMemoryAllocation the cache is released and the allocation retried once, then
+ * QK_STATUS_OUT_OF_MEMORY (with the free/total bytes in err). bytes == 0 gives a valid distinct pointer.
+ * qk_cuda_free(NULL) is a no-op; a pointer not from qk_cuda_malloc of that device -> INVALID_ARGUMENT. The
+ * caller must make sure no queued work still uses a block it frees. */
+qk_status qk_cuda_malloc(int device, size_t bytes, void** ptr, char* err, size_t err_len);
+qk_status qk_cuda_free(int device, void* ptr, char* err, size_t err_len);
+/* Returns every cached block of `device` to the driver. */
+qk_status qk_cuda_empty_cache(int device, char* err, size_t err_len);
+
+typedef struct qk_cuda_memory_stats {
+  uint64_t in_use_bytes;    /* handed out (rounded sizes) */
+  uint64_t cached_bytes;    /* freed, kept for reuse */
+  uint64_t backend_allocs;  /* cudaMalloc calls that succeeded */
+  uint64_t cache_hits;      /* allocations served from the cache */
+} qk_cuda_memory_stats;
+qk_status qk_cuda_get_memory_stats(int device, qk_cuda_memory_stats* out, char* err, size_t err_len);
+
+/* Synchronous copies on the calling thread's worker stream (returns when the copy is complete). */
+qk_status qk_cuda_memcpy_h2d(int device, void* dst, const void* host_src, size_t bytes, char* err, size_t err_len);
+qk_status qk_cuda_memcpy_d2h(int device, void* host_dst, const void* src, size_t bytes, char* err, size_t err_len);
+
+/* The run-time capability predicate (cuda/arch.h): 1 if `device` exists, this build runs on it and its compute
+ * capability has `feature`, else 0. */
+enum {
+  QK_CUDA_FEATURE_BASE = 0,          /* cc >= 7.5 */
+  QK_CUDA_FEATURE_INT8_MMA = 1,      /* cc >= 7.5: int8 Tensor-Core GEMM (m8n8k16 on 7.5, m16n8k32 on 8.0+) */
+  QK_CUDA_FEATURE_INT8_M16N8K32 = 2, /* cc >= 8.0 */
+  QK_CUDA_FEATURE_CP_ASYNC = 3,      /* cc >= 8.0 */
+  QK_CUDA_FEATURE_FP8_MMA = 4        /* cc >= 8.9: float8 e4m3 Tensor-Core GEMM */
+};
+int qk_cuda_device_has(int device, int feature);
+
+/* ---- 8-bit Tensor-Core GEMMs (cuda/gemm_mma.cu) ------------------------------------------------------------
+ * Weights go through a one-time repack into the NK64 layout (cuda/gemm_tiling.cuh): wt[n * Kp + k] = w[k * N + n]
+ * for the Keras [K, N] byte matrix w (int8 values or e4m3fn codes), Kp = round_up(K, 64), zero padded; wt must
+ * be 16-byte aligned (qk_cuda_malloc memory is). */
+int64_t qk_cuda_nk64_padded_k(int64_t K);
+qk_status qk_cuda_repack_nk64_dev(const uint8_t* w, int64_t K, int64_t N, uint8_t* wt, void* stream, char* err,
+                                  size_t err_len);
+
+/* y[M, N] = dense_w8a8 of qk/kernels.h, bit-exact with qk::ref::dense_w8a8: per-token abs-max quantization of
+ * x (float32 [M, K]) fused into the GEMM's prologue, int8 x int8 -> int32 on Tensor Cores (mma.sync m16n8k32
+ * on sm_80+, m8n8k16 on sm_75), descale + bias fused into the epilogue. K <= 131071, M <= 4194240.
+ * bias may be NULL. Device pointers, enqueued on `stream` (NULL = per-thread default stream). */
+qk_status qk_cuda_dense_w8a8_dev(const float* x, int64_t M, int64_t N, int64_t K, const uint8_t* wt_nk64,
+                                 const float* w_scale, const float* bias, float act_lo, float act_hi, float act_eps,
+                                 float* y, void* stream, char* err, size_t err_len);
+/* y = dense_fp8 of qk/kernels.h (tolerance: Tensor-Core float32 accumulation order): x quantized to e4m3fn
+ * with the per-tensor x_scale in the prologue, e4m3 x e4m3 -> f32 mma.sync m16n8k32, (x_scale * w_scale)
+ * and bias in the epilogue. Needs compute capability 8.9+ (QK_STATUS_UNSUPPORTED below). */
+qk_status qk_cuda_dense_fp8_dev(const float* x, int64_t M, int64_t N, int64_t K, float x_scale,
+                                const uint8_t* wt_nk64, float w_scale, const float* bias, float* y, void* stream,
+                                char* err, size_t err_len);
+/* Host-pointer versions: w is the Keras [K, N] layout; upload, repack, run, download on the worker stream. */
+qk_status qk_cuda_dense_w8a8(int device, const float* x, int64_t M, int64_t N, int64_t K, const int8_t* w,
+                             const float* w_scale, const float* bias, float act_lo, float act_hi, float act_eps,
+                             float* y, char* err, size_t err_len);
+qk_status qk_cuda_dense_fp8(int device, const float* x, int64_t M, int64_t N, int64_t K, float x_scale,
+                            const uint8_t* w8, float w_scale, const float* bias, float* y, char* err,
+                            size_t err_len);
+
+/* ---- fused dequantize GEMM / GEMV for weight-only formats (cuda/wq_gemm.cu) --------------------------------
+ * y[M, N] = x[M, K] @ W_hat + bias with W_hat from the packed rows of cuda/wq_layout.cuh:
+ *   is_signed = 0: GPTQ runtime layout (bits 2, 3, 4, 8), uint8 zero [G, N]  (qk::ref::dense_gptq)
+ *   is_signed = 1: Keras grouped int4 w4 [K, (N+1)/2] (bits must be 4), int8 zero [G, N]  (qk::ref::dense_w4g)
+ * scale float32 [G, N], G = ceil(K / group), group >= 1. x and y have dtype `dtype` (0 float32, 1 float16,
+ * 2 bfloat16); accumulation is float32. Tolerance vs the CPU reference (fmaf, another summation order). */
+enum { QK_CUDA_F32 = 0, QK_CUDA_F16 = 1, QK_CUDA_BF16 = 2 };
+qk_status qk_cuda_dense_wq_dev(int dtype, const void* x, int64_t M, int64_t N, int64_t K, const uint8_t* wq,
+                               int bits, int is_signed, const float* scale, const uint8_t* zero, int64_t group,
+                               const float* bias, void* y, void* stream, char* err, size_t err_len);
+qk_status qk_cuda_dense_wq(int device, int dtype, const void* x, int64_t M, int64_t N, int64_t K,
+                           const uint8_t* wq, int bits, int is_signed, const float* scale, const uint8_t* zero,
+                           int64_t group, const float* bias, void* y, char* err, size_t err_len);
+
+/* ---- element-wise: sub-byte packing and fp8 conversion (cuda/convert.cu) -----------------------------------
+ * Bit-exact with qk::ref::pack_int4 / unpack_int4 / pack_int2 / unpack_int2 / f32_to_fp8 / fp8_to_f32 (the same
+ * element functions of qk/quant_math.h and qk/fp_convert.h). Host pointers. */
+enum {
+  QK_CUDA_PACK_INT4 = 0, QK_CUDA_UNPACK_INT4 = 1, QK_CUDA_UNPACK_INT4_SIGNED = 2,
+  QK_CUDA_PACK_INT2 = 3, QK_CUDA_UNPACK_INT2 = 4, QK_CUDA_UNPACK_INT2_SIGNED = 5
+};
+/* [outer, len, inner] unpacked <-> [outer, ceil(len / 2 or 4), inner] packed; len is the unpacked length. */
+qk_status qk_cuda_pack(int device, int op, const uint8_t* src, int64_t outer, int64_t len, int64_t inner,
+                       uint8_t* dst, char* err, size_t err_len);
+/* fmt: 0 = e4m3fn, 1 = e5m2 (qk::Fp8Format). */
+qk_status qk_cuda_f32_to_fp8(int device, const float* src, uint8_t* dst, int64_t n, int fmt, char* err,
+                             size_t err_len);
+qk_status qk_cuda_fp8_to_f32(int device, const uint8_t* src, float* dst, int64_t n, int fmt, char* err,
+                             size_t err_len);
+
 #ifdef __cplusplus
 }  /* extern "C" */
 #endif

@@ -1,0 +1,72 @@
+// Host-side checks of the CUDA backend (no GPU needed, runs in CI): builds test/cuda/host/layout_test.cpp with the
+// host C++ compiler against the __host__ __device__ headers of cuda/ (fragment layouts of mma.sync/ldmatrix,
+// shared-memory swizzle, GEMM tiling, GPTQ/int4 addressing, caching allocator, capability predicate) and the CPU
+// reference kernels, runs it, and requires every check to pass. The checks include host models of a whole
+// thread block of the int8 GEMM (bit-exact with qk::ref::dense_w8a8), of the fp8 GEMM and of the fused
+// dequantize GEMV (tolerance vs qk::ref::dense_fp8 / dense_gptq / dense_w4g).
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+const root = path.resolve(__dirname, '../..');
+const cxx = process.env.CXX || 'g++';
+const hasCxx = spawnSync(cxx, ['--version'], { stdio: 'ignore' }).status === 0;
+if (!hasCxx) {
+  // eslint-disable-next-line no-console
+  console.log(`CUDA host layout tests skipped: no C++ compiler (${cxx})`);
+}
+
+(hasCxx ? describe : describe.skip)('CUDA layouts, tiling and element math on the host', () => {
+  let output = '';
+  let status: number | null = null;
+
+  beforeAll(() => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qk-cuda-host-'));
+    const exe = path.join(dir, 'layout_test');
+    const build = spawnSync(
+      cxx,
+      [
+        '-std=c++17', '-O2', '-ffp-contract=off', '-Wall', '-Werror',
+        `-I${path.join(root, 'cuda')}`, `-I${path.join(root, 'csrc/include')}`,
+        path.join(root, 'test/cuda/host/layout_test.cpp'),
+        path.join(root, 'csrc/kernels/ref/dense_int8_ref.cpp'),
+        path.join(root, 'csrc/kernels/ref/dense_float_ref.cpp'),
+        path.join(root, 'csrc/kernels/ref/dense_gptq_ref.cpp'),
+        '-o', exe,
+      ],
+      { encoding: 'utf8' },
+    );
+    if (build.status !== 0) throw new Error(`building the host test failed:\n${build.stderr}`);
+    const run = spawnSync(exe, [], { encoding: 'utf8', timeout: 60000 });
+    output = run.stdout;
+    status = run.status;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }, 120000);
+
+  test('every check passes', () => {
+    const failures = output.split('\n').filter((l) => l.startsWith('FAIL'));
+    expect(failures).toEqual([]);
+    expect(status).toBe(0);
+  });
+
+  test.each([
+    'ptx figure m16n8k32 A (8-bit)',
+    'warp mma m16n8k32 through the layouts = plain product',
+    'sm_75: 4 x m8n8k16 on the m16n8k32 registers = plain product',
+    'warp mma m16n8k16 through the layouts = plain product',
+    'ldmatrix phases are bank-conflict free',
+    'ldmatrix.x4 through the swizzle yields the A and B fragments',
+    'allocator: out of memory releases the cache and retries, then reports OUT_OF_MEMORY',
+    'capability predicate',
+  ])('%s', (name) => {
+    expect(output).toContain(`ok ${name}\n`);
+  });
+
+  test('whole-block models ran for every shape and width', () => {
+    expect(output.match(/^ok block model of the int8 GEMM/gm)?.length).toBe(7);
+    expect(output.match(/^ok block model of the fp8 GEMM/gm)?.length).toBe(7);
+    expect(output.match(/^ok wq kernel model/gm)?.length).toBe(25);
+    expect(output.match(/^ok GPTQ runtime layout/gm)?.length).toBe(24);
+  });
+});
