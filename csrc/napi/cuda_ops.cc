@@ -2,6 +2,7 @@
 // QK_CUDA=off) the entry points report "not compiled" and the ops reject with QK_UNSUPPORTED.
 #include <napi.h>
 
+#include <atomic>
 #include <string>
 
 #include "napi/util.h"
@@ -122,11 +123,350 @@ Napi::Value CudaAbsmaxQuantize(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// ---- dense GEMMs, packing, fp8 (cuda/gemm_mma.cu, wq_gemm.cu, convert.cu) ----------------------------------
+
+#ifdef QK_WITH_CUDA
+#define QK_CUDA_WORK(call_expr, ...)                                        \
+  PromiseWorker::start(env, [=](std::string& msg) {                         \
+    char err[512] = {0};                                                    \
+    const qk_status s = (call_expr);                                        \
+    msg = err;                                                              \
+    return s;                                                               \
+  }, {__VA_ARGS__})
+#endif
+
+[[noreturn]] void not_built(Napi::Env env) {
+  throw_error(env, "QK_UNSUPPORTED", "CUDA is not available: quantkit was built without CUDA");
+}
+
+int device_arg(const Napi::CallbackInfo& info, size_t i) {
+  const int64_t d = dim(info, i, "device");
+  if (d > 1024) throw_invalid(info.Env(), "Expected a device index <= 1024 for device but received " + std::to_string(d));
+  return static_cast<int>(d);
+}
+
+// Optional Float32Array bias at info[i] (undefined / null -> none) of length n.
+View optional_bias(const Napi::CallbackInfo& info, size_t i, int64_t n) {
+  View b;
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return b;
+  b = typed_array(info, i, "bias", {napi_float32_array});
+  expect_length(info.Env(), b, n, "bias");
+  return b;
+}
+
+// cudaDenseW8A8(device, x, M, N, K, w: Int8Array [K, N], wScale [N], bias | null, lo, hi, eps, y [M, N])
+Napi::Value CudaDenseW8A8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dev = device_arg(info, 0);
+  View x = typed_array(info, 1, "x", {napi_float32_array});
+  const int64_t M = dim(info, 2, "M"), N = dim(info, 3, "N"), K = dim(info, 4, "K");
+  View w = typed_array(info, 5, "w", {napi_int8_array});
+  View ws = typed_array(info, 6, "wScale", {napi_float32_array});
+  View b = optional_bias(info, 7, N);
+  const double lo = number(info, 8, "lo"), hi = number(info, 9, "hi"), eps = number(info, 10, "eps");
+  View y = typed_array(info, 11, "y", {napi_float32_array});
+  expect_length(env, x, mul(env, M, K, "x"), "x");
+  expect_length(env, w, mul(env, K, N, "w"), "w");
+  expect_length(env, ws, N, "wScale");
+  expect_length(env, y, mul(env, M, N, "y"), "y");
+#ifdef QK_WITH_CUDA
+  const auto* xp = static_cast<const float*>(x.data);
+  const auto* wp = static_cast<const int8_t*>(w.data);
+  const auto* sp = static_cast<const float*>(ws.data);
+  const auto* bp = static_cast<const float*>(b.data);
+  auto* yp = static_cast<float*>(y.data);
+  const float flo = static_cast<float>(lo), fhi = static_cast<float>(hi), feps = static_cast<float>(eps);
+  return QK_CUDA_WORK(qk_cuda_dense_w8a8(dev, xp, M, N, K, wp, sp, bp, flo, fhi, feps, yp, err, sizeof err),
+                      &x, &w, &ws, &b, &y);
+#else
+  (void)dev, (void)lo, (void)hi, (void)eps, (void)b;
+  not_built(env);
+#endif
+}
+
+// cudaDenseFp8(device, x, M, N, K, xScale, w8: Uint8Array [K, N], wScale, bias | null, y)
+Napi::Value CudaDenseFp8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dev = device_arg(info, 0);
+  View x = typed_array(info, 1, "x", {napi_float32_array});
+  const int64_t M = dim(info, 2, "M"), N = dim(info, 3, "N"), K = dim(info, 4, "K");
+  const double xs = number(info, 5, "xScale");
+  View w = typed_array(info, 6, "w8", {napi_uint8_array});
+  const double wsc = number(info, 7, "wScale");
+  View b = optional_bias(info, 8, N);
+  View y = typed_array(info, 9, "y", {napi_float32_array});
+  if (!(xs > 0) || !(wsc > 0)) throw_invalid(env, "Expected positive finite numbers for xScale and wScale");
+  expect_length(env, x, mul(env, M, K, "x"), "x");
+  expect_length(env, w, mul(env, K, N, "w8"), "w8");
+  expect_length(env, y, mul(env, M, N, "y"), "y");
+#ifdef QK_WITH_CUDA
+  const auto* xp = static_cast<const float*>(x.data);
+  const auto* wp = static_cast<const uint8_t*>(w.data);
+  const auto* bp = static_cast<const float*>(b.data);
+  auto* yp = static_cast<float*>(y.data);
+  const float fxs = static_cast<float>(xs), fws = static_cast<float>(wsc);
+  return QK_CUDA_WORK(qk_cuda_dense_fp8(dev, xp, M, N, K, fxs, wp, fws, bp, yp, err, sizeof err), &x, &w, &b, &y);
+#else
+  (void)dev, (void)b;
+  not_built(env);
+#endif
+}
+
+// cudaDenseWq(device, dtype 0|1|2, x, M, N, K, wq: Uint8Array, bits, isSigned, scale [G, N], zero [G, N],
+//             group, bias | null, y). x / y: Float32Array (dtype 0) or Uint16Array (1 = float16, 2 = bfloat16).
+Napi::Value CudaDenseWq(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dev = device_arg(info, 0);
+  const int64_t dtype = dim(info, 1, "dtype");
+  if (dtype > 2) throw_invalid(env, "Expected 0 (float32), 1 (float16) or 2 (bfloat16) for dtype");
+  const napi_typedarray_type at = dtype == 0 ? napi_float32_array : napi_uint16_array;
+  View x = typed_array(info, 2, "x", {at});
+  const int64_t M = dim(info, 3, "M"), N = dim(info, 4, "N"), K = dim(info, 5, "K");
+  View wq = typed_array(info, 6, "wq", {napi_uint8_array, napi_int8_array});
+  const int64_t bits = dim(info, 7, "bits");
+  const bool is_signed = boolean(info, 8, "isSigned");
+  View scale = typed_array(info, 9, "scale", {napi_float32_array});
+  View zero = typed_array(info, 10, "zero", {napi_uint8_array, napi_int8_array});
+  const int64_t group = dim(info, 11, "group");
+  View b = optional_bias(info, 12, N);
+  View y = typed_array(info, 13, "y", {at});
+  if (!(bits == 2 || bits == 3 || bits == 4 || bits == 8) || (is_signed && bits != 4)) {
+    throw_invalid(env, "Expected bits 2, 3, 4 or 8 (4 for signed int4) but received " + std::to_string(bits));
+  }
+  if (group < 1) throw_invalid(env, "Expected a group size >= 1 for group");
+  const int64_t G = K == 0 ? 0 : (K + group - 1) / group;
+  expect_length(env, x, mul(env, M, K, "x"), "x");
+  expect_length(env, wq, mul(env, K, (bits * N + 7) / 8, "wq"), "wq");
+  expect_length(env, scale, mul(env, G, N, "scale"), "scale");
+  expect_length(env, zero, mul(env, G, N, "zero"), "zero");
+  expect_length(env, y, mul(env, M, N, "y"), "y");
+#ifdef QK_WITH_CUDA
+  const void* xp = x.data;
+  const auto* wp = static_cast<const uint8_t*>(wq.data);
+  const auto* sp = static_cast<const float*>(scale.data);
+  const auto* zp = static_cast<const uint8_t*>(zero.data);
+  const auto* bp = static_cast<const float*>(b.data);
+  void* yp = y.data;
+  const int dt = static_cast<int>(dtype), nb = static_cast<int>(bits), sg = is_signed ? 1 : 0;
+  return QK_CUDA_WORK(qk_cuda_dense_wq(dev, dt, xp, M, N, K, wp, nb, sg, sp, zp, group, bp, yp, err, sizeof err),
+                      &x, &wq, &scale, &zero, &b, &y);
+#else
+  (void)dev, (void)group, (void)b;
+  not_built(env);
+#endif
+}
+
+// cudaPack(device, op 0..5, src, outer, len, inner, dst): QK_CUDA_PACK_* of qk_cuda.h.
+Napi::Value CudaPack(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dev = device_arg(info, 0);
+  const int64_t op = dim(info, 1, "op");
+  if (op > 5) throw_invalid(env, "Expected a pack op 0..5 for op");
+  View src = typed_array(info, 2, "src", {napi_uint8_array, napi_int8_array});
+  const int64_t outer = dim(info, 3, "outer"), len = dim(info, 4, "len"), inner = dim(info, 5, "inner");
+  View dst = typed_array(info, 6, "dst", {napi_uint8_array, napi_int8_array});
+  const int64_t per = op <= 2 ? 2 : 4;
+  const int64_t full = mul(env, mul(env, outer, len, "src"), inner, "src");
+  const int64_t packed = mul(env, mul(env, outer, (len + per - 1) / per, "dst"), inner, "dst");
+  const bool pack = op == 0 || op == 3;
+  expect_length(env, src, pack ? full : packed, "src");
+  expect_length(env, dst, pack ? packed : full, "dst");
+#ifdef QK_WITH_CUDA
+  const auto* sp = static_cast<const uint8_t*>(src.data);
+  auto* dp = static_cast<uint8_t*>(dst.data);
+  const int o = static_cast<int>(op);
+  return QK_CUDA_WORK(qk_cuda_pack(dev, o, sp, outer, len, inner, dp, err, sizeof err), &src, &dst);
+#else
+  (void)dev;
+  not_built(env);
+#endif
+}
+
+// cudaFp8(device, toFp8: boolean, fmt 0 (e4m3fn) | 1 (e5m2), src, dst): Float32Array <-> Uint8Array.
+Napi::Value CudaFp8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dev = device_arg(info, 0);
+  const bool to_fp8 = boolean(info, 1, "toFp8");
+  const int64_t fmt = dim(info, 2, "fmt");
+  if (fmt > 1) throw_invalid(env, "Expected 0 (e4m3fn) or 1 (e5m2) for fmt");
+  View src = typed_array(info, 3, "src", {to_fp8 ? napi_float32_array : napi_uint8_array});
+  View dst = typed_array(info, 4, "dst", {to_fp8 ? napi_uint8_array : napi_float32_array});
+  expect_length(env, dst, static_cast<int64_t>(src.length), "dst");
+#ifdef QK_WITH_CUDA
+  const int64_t n = static_cast<int64_t>(src.length);
+  const int f = static_cast<int>(fmt);
+  const void* sp = src.data;
+  void* dp = dst.data;
+  if (to_fp8) {
+    return QK_CUDA_WORK(qk_cuda_f32_to_fp8(dev, static_cast<const float*>(sp), static_cast<uint8_t*>(dp), n, f, err,
+                                           sizeof err), &src, &dst);
+  }
+  return QK_CUDA_WORK(qk_cuda_fp8_to_f32(dev, static_cast<const uint8_t*>(sp), static_cast<float*>(dp), n, f, err,
+                                         sizeof err), &src, &dst);
+#else
+  (void)dev, (void)to_fp8;
+  not_built(env);
+#endif
+}
+
+// ---- device buffers (cuda/memory.cu) ----------------------------------------------------------------------
+// A buffer is a Napi::External<DeviceBufferHandle>. The External's finalizer frees a block the JS side never
+// disposed (the TS DeviceBuffer also has a FinalizationRegistry that calls cudaBufferFree earlier). `busy`
+// counts queued uploads/downloads; freeing a busy buffer is refused.
+struct DeviceBufferHandle {
+  int device = 0;
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  std::atomic<int> busy{0};
+};
+
+#ifdef QK_WITH_CUDA
+void finalize_buffer(Napi::Env, DeviceBufferHandle* h) {
+  if (h->ptr != nullptr) qk_cuda_free(h->device, h->ptr, nullptr, 0);
+  delete h;
+}
+#endif
+
+DeviceBufferHandle* buffer_arg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsExternal()) throw_invalid(info.Env(), "Expected a CUDA buffer handle for buffer");
+  return info[i].As<Napi::External<DeviceBufferHandle>>().Data();
+}
+
+// cudaBufferAlloc(device, bytes) -> handle (synchronous: the caching allocator makes repeated allocations cheap).
+Napi::Value CudaBufferAlloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dev = device_arg(info, 0);
+  const int64_t bytes = dim(info, 1, "bytes");
+#ifdef QK_WITH_CUDA
+  char err[512] = {0};
+  void* ptr = nullptr;
+  const qk_status s = qk_cuda_malloc(dev, static_cast<size_t>(bytes), &ptr, err, sizeof err);
+  if (s != QK_STATUS_OK) throw_error(env, status_code(s), err);
+  auto* h = new DeviceBufferHandle();
+  h->device = dev;
+  h->ptr = ptr;
+  h->bytes = static_cast<size_t>(bytes);
+  return Napi::External<DeviceBufferHandle>::New(env, h, finalize_buffer);
+#else
+  (void)dev, (void)bytes;
+  not_built(env);
+#endif
+}
+
+// cudaBufferFree(handle): returns the block to the cache now; idempotent.
+Napi::Value CudaBufferFree(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DeviceBufferHandle* h = buffer_arg(info, 0);
+  if (h->busy.load() > 0) throw_invalid(env, "Expected an idle buffer for dispose() but a copy is still running");
+#ifdef QK_WITH_CUDA
+  if (h->ptr != nullptr) qk_cuda_free(h->device, h->ptr, nullptr, 0);
+#endif
+  h->ptr = nullptr;
+  return env.Undefined();
+}
+
+// cudaBufferCopy(handle, toDevice: boolean, host: TypedArray, byteOffset): upload / download of host.byteLength
+// bytes at byteOffset of the buffer, on the worker's stream.
+Napi::Value CudaBufferCopy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DeviceBufferHandle* h = buffer_arg(info, 0);
+  const bool to_device = boolean(info, 1, "toDevice");
+  View host = typed_array(info, 2, "host", {napi_int8_array, napi_uint8_array, napi_uint8_clamped_array,
+                                            napi_int16_array, napi_uint16_array, napi_int32_array,
+                                            napi_uint32_array, napi_float32_array, napi_float64_array});
+  const int64_t offset = dim(info, 3, "byteOffset");
+  if (h->ptr == nullptr) throw_error(env, "QK_DISPOSED", "Expected a live CUDA buffer but it was disposed");
+  if (static_cast<uint64_t>(offset) + host.byte_length > h->bytes) {
+    throw_shape(env, "Expected byteOffset + host.byteLength <= " + std::to_string(h->bytes) + " for the copy but received " +
+                         std::to_string(offset) + " + " + std::to_string(host.byte_length));
+  }
+#ifdef QK_WITH_CUDA
+  h->busy.fetch_add(1);
+  Napi::Value handle = info[0];
+  View keep_handle;
+  keep_handle.value = handle;
+  void* dptr = static_cast<uint8_t*>(h->ptr) + offset;
+  void* hp = host.data;
+  const size_t n = host.byte_length;
+  const int dev = h->device;
+  return PromiseWorker::start(env, [=](std::string& msg) {
+    char err[512] = {0};
+    const qk_status s = to_device ? qk_cuda_memcpy_h2d(dev, dptr, hp, n, err, sizeof err)
+                                  : qk_cuda_memcpy_d2h(dev, hp, dptr, n, err, sizeof err);
+    h->busy.fetch_sub(1);
+    msg = err;
+    return s;
+  }, {&host, &keep_handle});
+#else
+  (void)to_device;
+  not_built(env);
+#endif
+}
+
+// cudaMemoryStats(device) -> { inUseBytes, cachedBytes, backendAllocs, cacheHits }; cudaEmptyCache(device).
+Napi::Value CudaMemoryStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dev = device_arg(info, 0);
+#ifdef QK_WITH_CUDA
+  char err[512] = {0};
+  qk_cuda_memory_stats st;
+  const qk_status s = qk_cuda_get_memory_stats(dev, &st, err, sizeof err);
+  if (s != QK_STATUS_OK) throw_error(env, status_code(s), err);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("inUseBytes", static_cast<double>(st.in_use_bytes));
+  o.Set("cachedBytes", static_cast<double>(st.cached_bytes));
+  o.Set("backendAllocs", static_cast<double>(st.backend_allocs));
+  o.Set("cacheHits", static_cast<double>(st.cache_hits));
+  return o;
+#else
+  (void)dev;
+  not_built(env);
+#endif
+}
+
+Napi::Value CudaEmptyCache(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dev = device_arg(info, 0);
+#ifdef QK_WITH_CUDA
+  char err[512] = {0};
+  const qk_status s = qk_cuda_empty_cache(dev, err, sizeof err);
+  if (s != QK_STATUS_OK) throw_error(env, status_code(s), err);
+  return env.Undefined();
+#else
+  (void)dev;
+  not_built(env);
+#endif
+}
+
+// cudaDeviceHas(device, feature) -> boolean: the run-time capability predicate (QK_CUDA_FEATURE_*).
+Napi::Value CudaDeviceHas(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dev = device_arg(info, 0);
+  const int64_t f = dim(info, 1, "feature");
+#ifdef QK_WITH_CUDA
+  return Napi::Boolean::New(env, qk_cuda_device_has(dev, static_cast<int>(f)) != 0);
+#else
+  (void)dev, (void)f;
+  return Napi::Boolean::New(env, false);
+#endif
+}
+
 }  // namespace
 
 void register_cuda_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaAbsmax", Napi::Function::New(env, CudaAbsmax, "cudaAbsmax"));
   exports.Set("cudaAbsmaxQuantize", Napi::Function::New(env, CudaAbsmaxQuantize, "cudaAbsmaxQuantize"));
+  exports.Set("cudaDenseW8A8", Napi::Function::New(env, CudaDenseW8A8, "cudaDenseW8A8"));
+  exports.Set("cudaDenseFp8", Napi::Function::New(env, CudaDenseFp8, "cudaDenseFp8"));
+  exports.Set("cudaDenseWq", Napi::Function::New(env, CudaDenseWq, "cudaDenseWq"));
+  exports.Set("cudaPack", Napi::Function::New(env, CudaPack, "cudaPack"));
+  exports.Set("cudaFp8", Napi::Function::New(env, CudaFp8, "cudaFp8"));
+  exports.Set("cudaBufferAlloc", Napi::Function::New(env, CudaBufferAlloc, "cudaBufferAlloc"));
+  exports.Set("cudaBufferFree", Napi::Function::New(env, CudaBufferFree, "cudaBufferFree"));
+  exports.Set("cudaBufferCopy", Napi::Function::New(env, CudaBufferCopy, "cudaBufferCopy"));
+  exports.Set("cudaMemoryStats", Napi::Function::New(env, CudaMemoryStats, "cudaMemoryStats"));
+  exports.Set("cudaEmptyCache", Napi::Function::New(env, CudaEmptyCache, "cudaEmptyCache"));
+  exports.Set("cudaDeviceHas", Napi::Function::New(env, CudaDeviceHas, "cudaDeviceHas"));
 }
 
 }  // namespace qkn

@@ -169,4 +169,30 @@ export interface NativeBinding {
     q: Int8Array,
     scale: Float32Array,
   ): Promise<void>;
+
+  // CUDA dense ops, packing and fp8 (lib/ops/cuda-dense.ts), device buffers (lib/cuda/device-buffer.ts).
+  cudaDenseW8A8(
+    device: number, x: Float32Array, M: number, N: number, K: number, w: Int8Array, wScale: Float32Array,
+    bias: Float32Array | null, lo: number, hi: number, eps: number, y: Float32Array,
+  ): Promise<void>;
+  cudaDenseFp8(
+    device: number, x: Float32Array, M: number, N: number, K: number, xScale: number, w8: Uint8Array, wScale: number,
+    bias: Float32Array | null, y: Float32Array,
+  ): Promise<void>;
+  cudaDenseWq(
+    device: number, dtype: 0 | 1 | 2, x: Float32Array | Uint16Array, M: number, N: number, K: number, wq: Uint8Array,
+    bits: number, isSigned: boolean, scale: Float32Array, zero: Uint8Array | Int8Array, group: number,
+    bias: Float32Array | null, y: Float32Array | Uint16Array,
+  ): Promise<void>;
+  cudaPack(device: number, op: number, src: Uint8Array | Int8Array, outer: number, len: number, inner: number, dst: Uint8Array | Int8Array): Promise<void>;
+  cudaFp8(device: number, toFp8: boolean, fmt: 0 | 1, src: Float32Array | Uint8Array, dst: Uint8Array | Float32Array): Promise<void>;
+  cudaBufferAlloc(device: number, bytes: number): NativeCudaBuffer;
+  cudaBufferFree(buffer: NativeCudaBuffer): void;
+  cudaBufferCopy(buffer: NativeCudaBuffer, toDevice: boolean, host: ArrayBufferView, byteOffset: number): Promise<void>;
+  cudaMemoryStats(device: number): { inUseBytes: number; cachedBytes: number; backendAllocs: number; cacheHits: number };
+  cudaEmptyCache(device: number): void;
+  cudaDeviceHas(device: number, feature: number): boolean;
 }
+
+/** Opaque handle of a device allocation (a native External). */
+export type NativeCudaBuffer = { readonly __nativeCudaBuffer: unique symbol };
