@@ -222,6 +222,51 @@ function fmt(v, digits = 3) {
   return v.toPrecision(digits);
 }
 
+/** Machine facts for the result file: CPU, caches, ISA (CPU and quantkit's), threads, memory, Node, git sha, load. */
+function machineInfo() {
+  let lscpu = '';
+  try {
+    lscpu = execSync('lscpu', { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, LC_ALL: 'C' } }).toString();
+  } catch (_) {}
+  const field = (name) => (new RegExp(`^${name}:\\s*(.+)$`, 'm').exec(lscpu) || [])[1]?.trim() ?? null;
+  const flags = cpuFlags();
+  const isaFlags = ['avx2', 'fma', 'avx512f', 'avx512bw', 'avx512vl', 'avx512_vnni', 'avx_vnni', 'avx512_bf16', 'avx512_fp16', 'amx_int8', 'amx_bf16'];
+  let caps = {};
+  try {
+    caps = require(ROOT).capabilities();
+  } catch (_) {}
+  return {
+    host: hostName(),
+    cpu: field('Model name') ?? os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    hypervisor: field('Hypervisor vendor'),
+    l2: field('L2 cache'),
+    llcBytes: llcBytes(),
+    cpuIsa: isaFlags.filter((f) => flags.has(f)),
+    isa: caps.isa ?? 'unknown',
+    isasAvailable: caps.isasAvailable ?? [],
+    threads: caps.threads ?? os.cpus().length,
+    builtBy: caps.builtBy ?? null,
+    memBytes: os.totalmem(),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    gitSha: gitSha(),
+    load: { start: os.loadavg(), end: null, othersCpuShare: null },
+  };
+}
+
+/** CPU time (ms) of the finished children of this process (from /proc/self/stat: cutime + cstime). */
+function childrenCpuMs() {
+  try {
+    const f = fs.readFileSync('/proc/self/stat', 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    const hz = 100;
+    return ((Number(rest[13]) + Number(rest[14])) * 1000) / hz;
+  } catch (_) {
+    return null;
+  }
+}
+
 function log(...args) {
   console.log(...args);
 }
@@ -251,5 +296,7 @@ module.exports = {
   readPart,
   requirePeer,
   fmt,
+  machineInfo,
+  childrenCpuMs,
   log,
 };
