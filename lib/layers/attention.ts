@@ -269,6 +269,7 @@ export async function attend(
 ): Promise<{ out: Float32Array; scores: Float32Array | null }> {
   const { B, T, S, H, Hkv, dk, dv } = dims;
   const rep = H / Hkv;
+  const exp = Math.exp; // a local: global lookups are slow in hot loops inside vm contexts (e.g. jest)
   const out = new Float32Array(B * T * H * dv);
   const scores = wantScores ? new Float32Array(B * H * T * S) : null;
   const qh = new Float32Array(T * dk);
@@ -298,7 +299,7 @@ export async function attend(
         }
         let sum = 0;
         for (let s = 0; s < S; s++) {
-          row[s] = Math.exp(row[s] - max);
+          row[s] = exp(row[s] - max);
           sum += row[s];
         }
         for (let s = 0; s < S; s++) p[t * S + s] = row[s] / sum;

@@ -588,17 +588,22 @@ export class EinsumDense extends Layer {
       const bshape = this.bias.value.shape;
       const tail = outShape.slice(outShape.length - bshape.length);
       const tailSize = tail.reduce((a, c) => a * c, 1);
-      for (let i = 0; i < data.length; i++) {
-        let r = i % tailSize;
+      // the bias expanded once to the full tail (broadcast dims repeated), then added row by row
+      const full = new Float32Array(tailSize);
+      for (let i = 0; i < tailSize; i++) {
+        let r = i;
         let bi = 0;
         let bstride = 1;
         for (let d = tail.length - 1; d >= 0; d--) {
           const coord = r % tail[d];
-          r = Math.floor(r / tail[d]);
+          r = (r - coord) / tail[d];
           if (bshape[d] !== 1) bi += coord * bstride;
           bstride *= bshape[d];
         }
-        data[i] += b[bi];
+        full[i] = b[bi];
+      }
+      for (let o = 0; o < data.length; o += tailSize) {
+        for (let i = 0; i < tailSize; i++) data[o + i] += full[i];
       }
     }
     applyActivation(this.activation, data, outShape[outShape.length - 1] ?? 1);

@@ -64,7 +64,7 @@ function transpose2D<T extends Float32Array | Int8Array>(data: T, rows: number, 
 export class Embedding extends Layer {
   readonly inputDim: number;
   readonly outputDim: number;
-  private readonly embeddingsInitializer: Initializer;
+  protected readonly embeddingsInitializer: Initializer;
   protected readonly seed?: number;
   /** The float table `[vocab, dim]` (float mode). */
   embeddings: Variable<'float32'> | null = null;
@@ -355,7 +355,7 @@ export class ReversibleEmbedding extends Embedding {
 
   protected override buildExtra(): void {
     if (!this.tieWeights) {
-      this.reverseEmbeddings = this.addWeight('reverse_embeddings', initialize('uniform', [this.outputDim, this.inputDim], this.seed === undefined ? undefined : this.seed + 1));
+      this.reverseEmbeddings = this.addWeight('reverse_embeddings', initialize(this.embeddingsInitializer, [this.outputDim, this.inputDim], this.seed === undefined ? undefined : this.seed + 1));
     }
   }
 

@@ -159,7 +159,8 @@ export class LlamaDecoderBlock extends CompositeLayer {
     const kvDim = this.headDim * this.numKeyValueHeads;
     const dtype = this._policy;
     const dense = (name: string, units: number, inDim: number) => {
-      const d = this.adopt(new Dense({ name, units, useBias: false, dtype }));
+      // zeros: a Llama block's weights always come from a checkpoint, a preset or a file (random init is wasted work)
+      const d = this.adopt(new Dense({ name, units, useBias: false, dtype, kernelInitializer: 'zeros' }));
       d.build([null, null, inDim]);
       return d;
     };
@@ -354,7 +355,14 @@ export class LlamaCausalLM extends Model {
     const a = this.arch;
     const dtype = options.dtype;
     const dt = dtype === undefined ? {} : { dtype };
-    this.tokenEmbedding = new ReversibleEmbedding({ name: 'token_embedding', inputDim: a.vocabularySize, outputDim: a.hiddenDim, tieWeights: a.tieWordEmbeddings, ...dt });
+    this.tokenEmbedding = new ReversibleEmbedding({
+      name: 'token_embedding',
+      inputDim: a.vocabularySize,
+      outputDim: a.hiddenDim,
+      tieWeights: a.tieWordEmbeddings,
+      embeddingsInitializer: 'zeros',
+      ...dt,
+    });
     this.decoderBlocks = Array.from(
       { length: a.numLayers },
       (_, i) =>
@@ -597,6 +605,7 @@ export class LlamaCausalLM extends Model {
     let nll = 0;
     let count = 0;
     const V = this.arch.vocabularySize;
+    const { exp, log } = Math; // locals: global lookups are slow in hot loops inside vm contexts
     for (const t of texts) {
       const ids = this.promptIds(t, options.addBos ?? true);
       let scoredUpTo = 0; // tokens [0, scoredUpTo) have been predicted (token 0 never is)
@@ -609,8 +618,8 @@ export class LlamaCausalLM extends Model {
           let mx = -Infinity;
           for (let j = 0; j < V; j++) if (row[j] > mx) mx = row[j];
           let sum = 0;
-          for (let j = 0; j < V; j++) sum += Math.exp(row[j] - mx);
-          nll += Math.log(sum) + mx - row[ids[p]];
+          for (let j = 0; j < V; j++) sum += exp(row[j] - mx);
+          nll += log(sum) + mx - row[ids[p]];
           count++;
         }
         scoredUpTo = end;

@@ -73,14 +73,19 @@ async function buildModel(): Promise<TinyLM> {
   return m;
 }
 
+const logSoftmaxCache = new WeakMap<Float32Array, Float64Array>();
 function logSoftmaxRows(logits: Float32Array, n: number): Float64Array {
+  const cached = logSoftmaxCache.get(logits);
+  if (cached) return cached;
+  const { exp, log } = Math; // locals: global lookups are slow in jest's vm context
   const out = new Float64Array(logits.length);
+  logSoftmaxCache.set(logits, out);
   for (let r = 0; r < logits.length / n; r++) {
     let mx = -Infinity;
-    for (let j = 0; j < n; j++) mx = Math.max(mx, logits[r * n + j]);
+    for (let j = 0; j < n; j++) { const v = logits[r * n + j]; if (v > mx) mx = v; }
     let s = 0;
-    for (let j = 0; j < n; j++) s += Math.exp(logits[r * n + j] - mx);
-    const l = Math.log(s) + mx;
+    for (let j = 0; j < n; j++) s += exp(logits[r * n + j] - mx);
+    const l = log(s) + mx;
     for (let j = 0; j < n; j++) out[r * n + j] = logits[r * n + j] - l;
   }
   return out;
@@ -91,6 +96,7 @@ function compare(ref: Float32Array, q: Float32Array): { top1: number; kl: number
   const lp = logSoftmaxRows(ref, VOCAB);
   const lq = logSoftmaxRows(q, VOCAB);
   const rows = ref.length / VOCAB;
+  const expf = Math.exp;
   let agree = 0;
   let kl = 0;
   for (let r = 0; r < rows; r++) {
@@ -101,7 +107,7 @@ function compare(ref: Float32Array, q: Float32Array): { top1: number; kl: number
       const i = r * VOCAB + j;
       if (lp[i] > lp[r * VOCAB + ap]) ap = j;
       if (lq[i] > lq[r * VOCAB + aq]) aq = j;
-      k += Math.exp(lp[i]) * (lp[i] - lq[i]);
+      k += expf(lp[i]) * (lp[i] - lq[i]);
     }
     if (ap === aq) agree++;
     kl += k;
