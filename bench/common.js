@@ -46,6 +46,29 @@ async function timeit(fn, { warmup = 1, minRuns = 5, maxRuns = 100, budgetMs = 1
 }
 
 /**
+ * Two calls timed alternately (a, b, a, b, ...) so that both see the same machine state; returns the median of each
+ * and the median of the pairwise differences b - a (ms): the cost b adds over a, robust to drifting load.
+ */
+async function timePaired(a, b, { warmup = 2, minRuns = 30, maxRuns = 400, budgetMs = 400 } = {}) {
+  for (let i = 0; i < warmup; i++) {
+    await a();
+    await b();
+  }
+  const ta = [];
+  const tb = [];
+  const start = performance.now();
+  while (ta.length < minRuns || (ta.length < maxRuns && performance.now() - start < budgetMs)) {
+    let t0 = performance.now();
+    await a();
+    ta.push(performance.now() - t0);
+    t0 = performance.now();
+    await b();
+    tb.push(performance.now() - t0);
+  }
+  return { a: median(ta), b: median(tb), diff: median(tb.map((v, i) => v - ta[i])), runs: ta.length };
+}
+
+/**
  * Cold timing for decode-sized calls: `fn(i)` for i = 0..copies-1 in turn (each reads its own copy of the weights,
  * together far larger than the last-level cache), so every call streams its weights from DRAM. One sample = the mean
  * over a full rotation; returns the median over `rotations` samples (after one warm-up rotation).
@@ -279,6 +302,7 @@ module.exports = {
   median,
   timeit,
   timeRotating,
+  timePaired,
   rng,
   randFloat,
   randBytes,

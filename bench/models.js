@@ -6,7 +6,7 @@
 //     size on disk); a fresh one loads that preset and measures perplexity and generation, so its peak RSS is the
 //     inference RSS of that mode alone.
 //   synthetic TinyLlama-1.1B shapes (random weights made in process; speed and memory only): one child per mode
-//     builds the float32 model (glorot-uniform random weights), quantizes it (timed, peak RSS), frees the float
+//     builds the float32 model (random weights), quantizes it (timed, peak RSS), frees the float
 //     weights and decodes. Its "RSS at inference" is the resident set sampled while decoding. GPTQ modes are built
 //     directly from random levels (a GPTQ dtype-policy model filled with random Keras variables): calibrating 154
 //     projections of 1.1B parameters takes many minutes, so GPTQ quantize time is measured on stories260K only.
@@ -136,8 +136,27 @@ async function syntheticGptq(qk, arch, bits, group) {
   return model;
 }
 
+/**
+ * Random float32 weights, fast: random sign and mantissa with a fixed exponent, so |w| in [2^-7, 2^-6). The Dense
+ * layers of a fresh LlamaCausalLM would otherwise be filled by the JS glorot-uniform initializer at ~20 ns per
+ * weight (about 25 s for 1.1B parameters), which is not what is being measured here; see the report notes.
+ */
+function fastRandomWeights(shape) {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const u = C.randBytes(n, Uint32Array);
+  for (let i = 0; i < n; i++) u[i] = (u[i] & 0x807fffff) | 0x3c000000;
+  return new Float32Array(u.buffer);
+}
+
 async function synthetic(spec) {
   const { qk } = C.loadQuantkit();
+  if (!spec.glorot) {
+    const build = qk.Dense.prototype.build;
+    qk.Dense.prototype.build = function (shape) {
+      if (this.kernelInitializer === 'glorot_uniform') this.kernelInitializer = fastRandomWeights;
+      return build.call(this, shape);
+    };
+  }
   const arch = { ...TINYLLAMA, numLayers: spec.layers };
   const out = { mode: spec.mode, layers: spec.layers };
   let model;
@@ -149,7 +168,7 @@ async function synthetic(spec) {
     out.quantizeNote = 'GPTQ weights are random levels (calibration of 1.1B parameters is not run here)';
   } else {
     model = new qk.LlamaCausalLM(arch);
-    await model.build(); // glorot-uniform random weights
+    await model.build(); // random weights (fastRandomWeights; --glorot: the library's glorot-uniform initializer)
     out.buildSeconds = (performance.now() - t0) / 1000;
     if (spec.mode !== 'float32') {
       const t1 = performance.now();
@@ -232,7 +251,7 @@ async function main() {
     const rows = [];
     console.log(`synthetic TinyLlama-1.1B shapes, ${synLayers} layers (${modes.join(', ')}), ${tokens} decoded tokens after an 8-token prompt`);
     for (const mode of modes) {
-      const r = await runChild({ phase: 'synthetic', mode, layers: synLayers, tokens });
+      const r = await runChild({ phase: 'synthetic', mode, layers: synLayers, tokens, glorot: F.has('glorot') });
       rows.push({ mode, ...r });
       if (r.error) console.log(`  ${mode.padEnd(8)} error: ${r.error}`);
       else
