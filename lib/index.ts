@@ -40,7 +40,7 @@ export * from './models';
 export * from './io';
 export { saveModel, loadModel, saveWeights, loadWeights, modelToKerasBytes, weightsTree, applyWeightsTree, KERAS_FORMAT_VERSION } from './io/keras';
 export type { LoadModelOptions } from './io/keras';
-export { exportSafetensors, importSafetensors } from './io/model-safetensors';
+export { exportSafetensors, exportSafetensorsFile, importSafetensors, importSafetensorsFile } from './io/model-safetensors';
 export * from './gptq';
 export * from './tokenizers';
 export * from './io/llm';

@@ -16,5 +16,5 @@ export { readZip, writeZip, crc32, ZIP_RATIO_FLOOR_BYTES } from './zip';
 export type { ZipLimits } from './zip';
 export { readHdf5, writeHdf5, h5Group, h5Dataset, h5Get, terminateHdf5Worker } from './hdf5';
 export type { H5DType, H5Dataset, H5Group } from './hdf5';
-export { readSafetensors, writeSafetensors } from './safetensors';
+export { readSafetensors, readSafetensorsFile, writeSafetensors, writeSafetensorsFile } from './safetensors';
 export { writeFileAtomic } from './atomic';

@@ -9,7 +9,7 @@ import type { Layer } from '../layers/layer';
 import { Tensor } from '../tensor';
 import { h5Dataset, H5Dataset, H5DType, H5Group, h5Group } from './hdf5';
 import { applyWeightsTree, weightsTree } from './keras';
-import { readSafetensors, writeSafetensors } from './safetensors';
+import { readSafetensors, readSafetensorsFile, writeSafetensors, writeSafetensorsFile } from './safetensors';
 
 const TENSOR_DTYPE: Partial<Record<H5DType, Tensor['dtype']>> = {
   float32: 'float32',
@@ -40,6 +40,36 @@ function flatten(group: H5Group, prefix: string, out: Array<[string, Tensor]>): 
  * ```
  */
 export function exportSafetensors(model: Layer): Uint8Array {
+  const { entries, meta } = safetensorsEntries(model);
+  return writeSafetensors(entries, meta);
+}
+
+/**
+ * {@link exportSafetensors} straight to a file, tensor by tensor (no in-memory copy of the whole file), atomically.
+ * @example
+ * ```ts
+ * await exportSafetensorsFile(model, 'model.safetensors');
+ * ```
+ */
+export async function exportSafetensorsFile(model: Layer, path: string): Promise<void> {
+  const { entries, meta } = safetensorsEntries(model);
+  await writeSafetensorsFile(path, entries, meta);
+}
+
+/**
+ * {@link importSafetensors} from a file, reading each tensor straight into its own buffer (the file is never held
+ * in memory as a whole). Everything is checked before any layer changes.
+ * @example
+ * ```ts
+ * await importSafetensorsFile(model, 'model.safetensors');
+ * ```
+ */
+export async function importSafetensorsFile(model: Layer, path: string): Promise<void> {
+  const { tensors, metadata } = await readSafetensorsFile(path, { source: path });
+  applySafetensors(model, tensors, metadata, path);
+}
+
+function safetensorsEntries(model: Layer): { entries: Array<[string, Tensor]>; meta: Record<string, string> } {
   const entries: Array<[string, Tensor]> = [];
   flatten(weightsTree(model), '', entries);
   // 3-bit GPTQ kernels (one level per byte in the Keras layout) are stored bit-packed: 3 bits per level.
@@ -54,7 +84,7 @@ export function exportSafetensors(model: Layer): Uint8Array {
   }
   const meta: Record<string, string> = { format: 'quantkit-keras-weights', model: model.name };
   if (Object.keys(packed).length > 0) meta.qk_bitpacked3 = JSON.stringify(packed);
-  return writeSafetensors(entries, meta);
+  return { entries, meta };
 }
 
 /** Tensor names (weights-tree paths) of the kernels of 3-bit GPTQ layers under `layer`. */
@@ -102,6 +132,10 @@ export function unpack3(bytes: Uint8Array, n: number): Uint8Array {
  */
 export function importSafetensors(model: Layer, bytes: Uint8Array, source = 'safetensors'): void {
   const { tensors, metadata } = readSafetensors(bytes, { source });
+  applySafetensors(model, tensors, metadata, source);
+}
+
+function applySafetensors(model: Layer, tensors: Map<string, Tensor>, metadata: Record<string, string>, source: string): void {
   if (metadata.qk_bitpacked3 !== undefined) {
     let packed: unknown;
     try {

@@ -16,6 +16,7 @@
  * ```
  * @packageDocumentation
  */
+import * as fs from 'fs';
 import type { DType } from '../dtype';
 import { CorruptFileError, InvalidArgumentError, UnsupportedError } from '../errors';
 import { Tensor, containerLengthForShape, describe } from '../tensor';
@@ -94,31 +95,32 @@ const CONTAINERS: Record<string, Ctor> = {
  * });
  * ```
  */
-export function readSafetensors(
-  bytes: Uint8Array,
-  options: { source?: string; maxHeaderBytes?: number } = {},
-): { metadata: Record<string, string>; tensors: Map<string, Tensor> } {
-  if (!isUint8Array(bytes)) {
-    throw new InvalidArgumentError(`Expected a Uint8Array for bytes but received ${describe(bytes)}`);
-  }
-  const source = options.source ?? 'safetensors file';
-  const maxHeader = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER;
-  if (typeof maxHeader !== 'number' || !(maxHeader > 0)) {
-    throw new InvalidArgumentError(`Expected a positive number for options.maxHeaderBytes but received ${describe(maxHeader)}`);
-  }
+interface StEntry { name: string; st: StDType; stName: string; shape: number[]; begin: number; end: number }
+
+/**
+ * Validates the header (the first `8 + n` bytes of `head`) of a safetensors file of `total` bytes.
+ * @internal
+ */
+function parseSafetensorsHeader(
+  head: Uint8Array,
+  total: number,
+  source: string,
+  maxHeader: number,
+): { metadata: Record<string, string>; entries: StEntry[]; dataStart: number } {
   const fail = (what: string, received: string): never => {
     throw new CorruptFileError(`Expected ${what} in ${source} but received ${received}`);
   };
-  if (bytes.length < 8) fail('an 8-byte header length', `${bytes.length} bytes`);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (total < 8 || head.length < 8) fail('an 8-byte header length', `${total} bytes`);
+  const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
   const n64 = dv.getBigUint64(0, true);
   if (n64 > BigInt(maxHeader)) fail(`a header of at most ${maxHeader} bytes (options.maxHeaderBytes)`, `${n64} bytes`);
   const n = Number(n64);
-  if (8 + n > bytes.length) fail(`a header of at most ${bytes.length - 8} bytes (the file size)`, `${n} bytes`);
+  if (8 + n > total) fail(`a header of at most ${total - 8} bytes (the file size)`, `${n} bytes`);
   if (n < 2) fail('a JSON object header', `${n} bytes`);
+  if (head.length < 8 + n) fail(`${8 + n} header bytes`, `${head.length}`);
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n)));
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(head.subarray(8, 8 + n)));
   } catch (err) {
     throw new CorruptFileError(`Expected a UTF-8 JSON header in ${source} but received invalid JSON: ${(err as Error).message}`, { cause: err });
   }
@@ -136,9 +138,8 @@ export function readSafetensors(
   }
 
   const dataStart = 8 + n;
-  const dataLen = bytes.length - dataStart;
-  interface Entry { name: string; st: StDType; stName: string; shape: number[]; begin: number; end: number }
-  const entries: Entry[] = [];
+  const dataLen = total - dataStart;
+  const entries: StEntry[] = [];
   for (const [name, info] of Object.entries(h)) {
     if (name === '__metadata__') continue;
     const tfail = (what: string, received: string): never => {
@@ -186,34 +187,38 @@ export function readSafetensors(
   }
   if (pos !== dataLen) fail(`a ${pos}-byte data buffer (the end of the last tensor)`, `${dataLen} bytes`);
 
-  const tensors = new Map<string, Tensor>();
-  for (const e of entries) {
-    const slice = bytes.slice(dataStart + e.begin, dataStart + e.end); // copy: aligned and owned
-    const buf = slice.buffer;
-    let t: Tensor;
-    if (e.stName === 'F64') {
-      const src = new Float64Array(buf, 0, slice.length / 8);
-      t = new Tensor('float32', e.shape, Float32Array.from(src));
-    } else if (e.stName === 'I64') {
-      const src = new BigInt64Array(buf, 0, slice.length / 8);
-      const out = new Int32Array(src.length);
-      for (let i = 0; i < src.length; i++) {
-        const v = src[i];
-        if (v < -2147483648n || v > 2147483647n) {
-          throw new UnsupportedError(
-            `Expected I64 values within the int32 range for tensor ${JSON.stringify(e.name)} in ${source} but received ${v} at index ${i}`,
-          );
-        }
-        out[i] = Number(v);
-      }
-      t = new Tensor('int32', e.shape, out);
-    } else {
-      const C = CONTAINERS[e.st.dtype];
-      t = new Tensor(e.st.dtype, e.shape, new C(buf, 0, slice.length / C.BYTES_PER_ELEMENT) as never);
-    }
-    tensors.set(e.name, t);
-  }
+  return { metadata, entries, dataStart };
+}
 
+/** One tensor from its (owned, aligned) bytes. */
+function entryTensor(e: StEntry, slice: Uint8Array, source: string): Tensor {
+  const buf = slice.buffer;
+  let t: Tensor;
+  if (e.stName === 'F64') {
+    const src = new Float64Array(buf, 0, slice.length / 8);
+    t = new Tensor('float32', e.shape, Float32Array.from(src));
+  } else if (e.stName === 'I64') {
+    const src = new BigInt64Array(buf, 0, slice.length / 8);
+    const out = new Int32Array(src.length);
+    for (let i = 0; i < src.length; i++) {
+      const v = src[i];
+      if (v < -2147483648n || v > 2147483647n) {
+        throw new UnsupportedError(
+          `Expected I64 values within the int32 range for tensor ${JSON.stringify(e.name)} in ${source} but received ${v} at index ${i}`,
+        );
+      }
+      out[i] = Number(v);
+    }
+    t = new Tensor('int32', e.shape, out);
+  } else {
+    const C = CONTAINERS[e.st.dtype];
+    t = new Tensor(e.st.dtype, e.shape, new C(buf, 0, slice.length / C.BYTES_PER_ELEMENT) as never);
+  }
+  return t;
+}
+
+/** Restores sub-byte tensors recorded in the metadata, and hides those records. */
+function restoreSubByte(metadata: Record<string, string>, tensors: Map<string, Tensor>, source: string): void {
   // Restore sub-byte tensors recorded in the metadata, and hide those records.
   for (const key of Object.keys(metadata)) {
     if (!key.startsWith(METADATA_PREFIX)) continue;
@@ -244,26 +249,84 @@ export function readSafetensors(
     tensors.set(name, new Tensor(dtype as DType, lshape, data as never));
     delete metadata[key];
   }
+}
+
+export function readSafetensors(
+  bytes: Uint8Array,
+  options: { source?: string; maxHeaderBytes?: number } = {},
+): { metadata: Record<string, string>; tensors: Map<string, Tensor> } {
+  if (!isUint8Array(bytes)) {
+    throw new InvalidArgumentError(`Expected a Uint8Array for bytes but received ${describe(bytes)}`);
+  }
+  const source = options.source ?? 'safetensors file';
+  const maxHeader = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER;
+  if (typeof maxHeader !== 'number' || !(maxHeader > 0)) {
+    throw new InvalidArgumentError(`Expected a positive number for options.maxHeaderBytes but received ${describe(maxHeader)}`);
+  }
+  const { metadata, entries, dataStart } = parseSafetensorsHeader(bytes, bytes.length, source, maxHeader);
+  const tensors = new Map<string, Tensor>();
+  for (const e of entries) tensors.set(e.name, entryTensor(e, bytes.slice(dataStart + e.begin, dataStart + e.end), source)); // copies: aligned, owned
+  restoreSubByte(metadata, tensors, source);
   return { metadata, tensors };
 }
 
 /**
- * Writes a safetensors file. Dtypes: float32 → F32, float16 → F16, bfloat16 → BF16, int8 → I8, uint8 → U8,
- * int32 → I32, float8_e4m3fn → F8_E4M3, float8_e5m2 → F8_E5M2; int4/uint4 → U8 packed bytes plus a
- * `quantkit.dtype.<name>` metadata record of the logical dtype and shape. Tensors are laid out by decreasing
- * item size (then in the given order), so every tensor's data is aligned to its item size; the header is padded
- * with spaces to a multiple of 8 bytes.
- *
- * @param tensors - `[name, tensor]` pairs; names unique, not `__metadata__`
- * @param metadata - free-form string metadata (`__metadata__`); keys starting `quantkit.dtype.` are reserved
- * @throws InvalidArgumentError for bad names, non-string metadata or a non-Tensor value.
+ * Reads a safetensors FILE without holding it in memory: the header is read and validated against the file size
+ * first, then each tensor is read straight into its own buffer (positional reads, asynchronous). Same checks and
+ * results as {@link readSafetensors}.
  * @example
  * ```ts
- * const bytes = writeSafetensors([['layer.kernel', q], ['layer.scale', s]], { format: 'pt' });
- * await writeFileAtomic('model.safetensors', bytes);
+ * const { tensors, metadata } = await readSafetensorsFile('model.safetensors');
  * ```
+ * @throws CorruptFileError for a malformed file, InvalidArgumentError for a missing one.
  */
-export function writeSafetensors(tensors: Array<[string, Tensor]>, metadata: Record<string, string> = {}): Uint8Array {
+export async function readSafetensorsFile(
+  path: string,
+  options: { source?: string; maxHeaderBytes?: number } = {},
+): Promise<{ metadata: Record<string, string>; tensors: Map<string, Tensor> }> {
+  const source = options.source ?? path;
+  const maxHeader = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER;
+  if (typeof maxHeader !== 'number' || !(maxHeader > 0)) {
+    throw new InvalidArgumentError(`Expected a positive number for options.maxHeaderBytes but received ${describe(maxHeader)}`);
+  }
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(path, 'r');
+  } catch (err) {
+    throw new InvalidArgumentError(`Expected a readable safetensors file but '${path}' could not be opened: ${(err as Error).message}`);
+  }
+  try {
+    const total = (await fh.stat()).size;
+    const readAt = async (pos: number, len: number): Promise<Uint8Array> => {
+      const out = new Uint8Array(len);
+      let got = 0;
+      while (got < len) {
+        const { bytesRead } = await fh.read(out, got, len - got, pos + got);
+        if (bytesRead === 0) throw new CorruptFileError(`${source}: unexpected end of file at byte ${pos + got}`);
+        got += bytesRead;
+      }
+      return out;
+    };
+    if (total < 8) parseSafetensorsHeader(new Uint8Array(0), total, source, maxHeader);
+    const lenBytes = await readAt(0, 8);
+    const n64 = new DataView(lenBytes.buffer).getBigUint64(0, true);
+    const n = n64 > BigInt(maxHeader) || 8n + n64 > BigInt(total) ? 0 : Number(n64);
+    const head = n > 0 ? await readAt(0, 8 + n) : lenBytes;
+    const { metadata, entries, dataStart } = parseSafetensorsHeader(head, total, source, maxHeader);
+    const tensors = new Map<string, Tensor>();
+    for (const e of entries) tensors.set(e.name, entryTensor(e, await readAt(dataStart + e.begin, e.end - e.begin), source));
+    restoreSubByte(metadata, tensors, source);
+    return { metadata, tensors };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Validates tensors and metadata and lays out a safetensors file: header bytes and data chunks in file order. */
+function layoutSafetensors(
+  tensors: Array<[string, Tensor]>,
+  metadata: Record<string, string>,
+): { head: Uint8Array; chunks: Uint8Array[]; dataBytes: number } {
   if (!Array.isArray(tensors)) throw new InvalidArgumentError(`Expected an array of [name, Tensor] for tensors but received ${describe(tensors)}`);
   if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) {
     throw new InvalidArgumentError(`Expected an object of strings for metadata but received ${describe(metadata)}`);
@@ -312,9 +375,57 @@ export function writeSafetensors(tensors: Array<[string, Tensor]>, metadata: Rec
     p.set(json);
     json = p;
   }
-  const out = new Uint8Array(8 + json.length + pos);
-  new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
-  out.set(json, 8);
-  for (const it of layout) out.set(it.data, 8 + json.length + offsets.get(it.name)![0]);
+  const head = new Uint8Array(8 + json.length);
+  new DataView(head.buffer).setBigUint64(0, BigInt(json.length), true);
+  head.set(json, 8);
+  return { head, chunks: layout.map((it) => it.data), dataBytes: pos };
+}
+
+/**
+ * Writes a safetensors file. Dtypes: float32 → F32, float16 → F16, bfloat16 → BF16, int8 → I8, uint8 → U8,
+ * int32 → I32, float8_e4m3fn → F8_E4M3, float8_e5m2 → F8_E5M2; int4/uint4 → U8 packed bytes plus a
+ * `quantkit.dtype.<name>` metadata record of the logical dtype and shape. Tensors are laid out by decreasing
+ * item size (then in the given order), so every tensor's data is aligned to its item size; the header is padded
+ * with spaces to a multiple of 8 bytes.
+ * @throws InvalidArgumentError for bad names, non-string metadata or a non-Tensor value.
+ * @example
+ * ```ts
+ * const bytes = writeSafetensors([['layer.kernel', q], ['layer.scale', s]], { format: 'pt' });
+ * ```
+ */
+export function writeSafetensors(tensors: Array<[string, Tensor]>, metadata: Record<string, string> = {}): Uint8Array {
+  const { head, chunks, dataBytes } = layoutSafetensors(tensors, metadata);
+  const out = new Uint8Array(head.length + dataBytes);
+  out.set(head, 0);
+  let off = head.length;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
   return out;
+}
+
+/**
+ * Writes a safetensors FILE tensor by tensor (no in-memory copy of the whole file), atomically: the data goes to
+ * a temporary file in the same folder that is renamed over `path` only when complete.
+ * @example
+ * ```ts
+ * await writeSafetensorsFile('model.safetensors', [['w', tensor([1, 2, 3], [3])]], { format: 'pt' });
+ * ```
+ */
+export async function writeSafetensorsFile(path: string, tensors: Array<[string, Tensor]>, metadata: Record<string, string> = {}): Promise<void> {
+  const { head, chunks } = layoutSafetensors(tensors, metadata);
+  const tmp = `${path}.tmp-${process.pid}-${Date.now().toString(36)}`;
+  const fh = await fs.promises.open(tmp, 'w');
+  let ok = false;
+  try {
+    await fh.write(head);
+    for (const c of chunks) if (c.length > 0) await fh.write(c);
+    await fh.sync();
+    ok = true;
+  } finally {
+    await fh.close();
+    if (!ok) await fs.promises.rm(tmp, { force: true });
+  }
+  await fs.promises.rename(tmp, path);
 }

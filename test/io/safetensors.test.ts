@@ -206,3 +206,71 @@ describe('hostile files', () => {
     expectCorrupt(() => readSafetensors(wrong), /3 bytes/);
   });
 });
+
+describe('streaming file API (readSafetensorsFile / writeSafetensorsFile, model import/export to files)', () => {
+  const os = require('os') as typeof import('os');
+  const pathMod = require('path') as typeof import('path');
+  const fsMod = require('fs') as typeof import('fs');
+  const dir = fsMod.mkdtempSync(pathMod.join(os.tmpdir(), 'qk-st-'));
+  afterAll(() => fsMod.rmSync(dir, { recursive: true, force: true }));
+
+  test('the file writer produces the same bytes as the in-memory writer; the file reader the same tensors', async () => {
+    const { Tensor: T } = require('../../lib') as typeof import('../../lib');
+    const { readSafetensorsFile, writeSafetensorsFile, writeSafetensors, readSafetensors } = require('../../lib/io/safetensors') as typeof import('../../lib/io/safetensors');
+    const entries: Array<[string, InstanceType<typeof T>]> = [
+      ['a', new T('float32', [3, 5], Float32Array.from({ length: 15 }, (_, i) => i / 7))],
+      ['b', new T('int8', [7], Int8Array.from([-128, -1, 0, 1, 2, 3, 127]))],
+      ['c', new T('int4', [3], Int8Array.from([0x21, 0x07]))],
+      ['empty', new T('float32', [0, 4])],
+    ];
+    const file = pathMod.join(dir, 'x.safetensors');
+    await writeSafetensorsFile(file, entries, { k: 'v' });
+    const mem = writeSafetensors(entries, { k: 'v' });
+    expect(Buffer.compare(fsMod.readFileSync(file), Buffer.from(mem))).toBe(0);
+    const fromFile = await readSafetensorsFile(file);
+    const fromMem = readSafetensors(mem);
+    expect(fromFile.metadata).toEqual(fromMem.metadata);
+    for (const [name, t] of fromMem.tensors) {
+      const u = fromFile.tensors.get(name)!;
+      expect([name, u.dtype, u.shape, Array.from(u.data as ArrayLike<number>)]).toEqual([name, t.dtype, t.shape, Array.from(t.data as ArrayLike<number>)]);
+    }
+    expect(fsMod.readdirSync(dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+
+  test('hostile files are rejected by the file reader before reading tensors (truncated, header past the end, missing)', async () => {
+    const { Tensor: T } = require('../../lib') as typeof import('../../lib');
+    const { readSafetensorsFile, writeSafetensors } = require('../../lib/io/safetensors') as typeof import('../../lib/io/safetensors');
+    const good = writeSafetensors([['w', new T('float32', [64], new Float32Array(64).fill(1))]]);
+    const cases: Array<[string, Uint8Array]> = [
+      ['short', good.subarray(0, 5)],
+      ['truncated data', good.subarray(0, good.length - 4)],
+      ['huge header length', (() => { const b = good.slice(); new DataView(b.buffer).setBigUint64(0, 1n << 40n, true); return b; })()],
+      ['header past the end', (() => { const b = good.slice(0, 40); return b; })()],
+    ];
+    for (const [name, bytes] of cases) {
+      const f = pathMod.join(dir, `${name.replace(/ /g, '_')}.safetensors`);
+      fsMod.writeFileSync(f, bytes);
+      await expect(readSafetensorsFile(f)).rejects.toMatchObject({ code: 'QK_CORRUPT_FILE' });
+    }
+    await expect(readSafetensorsFile(pathMod.join(dir, 'nope.safetensors'))).rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT' });
+  });
+
+  test('a quantized model exports to a file and imports back exactly', async () => {
+    const q = require('../../lib') as typeof import('../../lib');
+    const make = async (seed: number) => {
+      const inp = q.Input({ shape: [16] });
+      const out = await q.applySymbolic(new q.Dense({ units: 8, seed }), await q.applySymbolic(new q.Dense({ units: 32, seed: seed + 1 }), inp));
+      const m = new q.Model({ inputs: inp, outputs: out });
+      await m.quantize('int4', { verbose: false });
+      return m;
+    };
+    const a = await make(1);
+    const x = new q.Tensor('float32', [2, 16], Float32Array.from({ length: 32 }, (_, i) => Math.sin(i)));
+    const want = Array.from(((await a.predict(x)) as InstanceType<typeof q.Tensor>).data);
+    const file = pathMod.join(dir, 'model.safetensors');
+    await q.exportSafetensorsFile(a, file);
+    const b = await make(7);
+    await q.importSafetensorsFile(b, file);
+    expect(Array.from(((await b.predict(x)) as InstanceType<typeof q.Tensor>).data)).toEqual(want);
+  });
+});
