@@ -68,9 +68,10 @@ function targets(res) {
     const b = best(rs);
     const core = best(raw({ mode: 'int8 GEMM (igemm)' }).filter((r) => r.M >= 128));
     add({
-      id: 'int8-gemm',
+      id: 'int8-gemm', short: 'int8 W8A8 GEMM, M ≥ 128: ≥ 85% of int8 peak',
       target: 'int8 W8A8 GEMM, M ≥ 128: ≥ 85% of the int8 (VNNI) peak',
       measured: w ? `${pct(w.fraction)} worst (${w.shape}, M = ${w.M}), ${pct(b.fraction)} best (${b.shape}, M = ${b.M}); bare int8 GEMM best ${pct(core?.fraction)}` : '—',
+      brief: w ? `${pct(w.fraction)}–${pct(b.fraction)} of the int8 peak` : '—',
       value: w?.fraction ?? null,
       pass: w ? w.fraction >= 0.85 : null,
     });
@@ -82,9 +83,10 @@ function targets(res) {
     const w = worst(rs);
     const b = best(rs);
     add({
-      id: 'int4-gemm',
+      id: 'int4-gemm', short: 'int4 / GPTQ GEMM, M 16–512: ≥ 70% of int8 peak',
       target: 'int4 grouped and GPTQ GEMM, M = 16–512: ≥ 70% of the int8 peak (int8-compute path)',
       measured: w ? `${pct(w.fraction)} worst (${where(w)}), ${pct(b.fraction)} best (${where(b)}); as a fraction of the fp32 FMA peak: ${pct(w.fractionOfFp32)}–${pct(b.fractionOfFp32)}` : '—',
+      brief: w ? `${pct(w.fraction)}–${pct(b.fraction)} of the int8 peak (${pct(w.fractionOfFp32)}–${pct(b.fractionOfFp32)} of the fp32 peak: float FMAs)` : '—',
       value: w?.fraction ?? null,
       pass: w ? w.fraction >= 0.7 : null,
     });
@@ -112,9 +114,10 @@ function targets(res) {
       parts.push(`warm (weights in cache) at most ${C.fmt(wb)} GB/s = ${pct(wb / limitValue(res.limits, 'dram'))} of DRAM: ${wb < 1.2 * limitValue(res.limits, 'dram') ? 'compute-bound (unpack/convert per weight), not memory-bound' : 'memory-bound cold'}`);
     }
     add({
-      id: 'int4-gemv',
+      id: 'int4-gemv', short: 'int4 cold GEMV: ≥ 90% of DRAM, ≤ best peer',
       target: 'cold GEMV (M = 1), int4 grouped: ≥ 90% of DRAM bandwidth and no slower than the best peer (issue: onnxruntime 0.30 / 0.85 ms, llama.cpp 0.33 / 0.80 ms at 4096×4096 / 4096×11008)',
       measured: w ? `${pct(w.fraction)} of DRAM worst (${where(w)}, ${C.fmt(w.gbs)} GB/s); ${parts.join('; ')}` : '—',
+      brief: w ? `${pct(w.fraction)} of DRAM (worst); ${parts.filter((x) => x.includes('onnxruntime')).map((x) => x.replace(/ \(b\d+ acc\d\)/, '')).join('; ')}` : '—',
       value: w?.fraction ?? null,
       pass,
     });
@@ -125,9 +128,10 @@ function targets(res) {
     const wo = one(rows, { impl: 'quantkit', api: 'raw', cold: true, mode: 'int8 weight-only', shape: '4096x4096' });
     const o = one(rows, { impl: 'onnxruntime', cold: true, mode: 'int8 DynamicQuantizeMatMul', shape: '4096x4096' });
     add({
-      id: 'int8-gemv',
+      id: 'int8-gemv', short: 'int8 cold GEMV ≤ llama.cpp q8_0 (0.57 ms)',
       target: 'cold GEMV (M = 1), int8: no slower than llama.cpp q8_0 (0.57 ms at 4096×4096, the issue\'s figure; not re-measured here)',
       measured: q ? `W8A8 ${ms(q.ms)} ms (${pct(q.fraction)} of DRAM), weight-only ${ms(wo?.ms)} ms; onnxruntime DynamicQuantizeMatMul ${ms(o?.ms)} ms` : '—',
+      brief: q ? `W8A8 ${ms(q.ms)} ms (${pct(q.fraction)} of DRAM) vs 0.57 ms` : '—',
       value: q?.ms ?? null,
       pass: q ? q.ms <= 0.57 : null,
     });
@@ -142,9 +146,10 @@ function targets(res) {
       if (o && r.ms > o.ms) slower.push(`${r.shape} M = ${r.M}${r.cold ? ' cold' : ''}: ${ms(r.ms)} vs ${ms(o.ms)} ms`);
     }
     add({
-      id: 'fp32-gemm',
+      id: 'fp32-gemm', short: 'fp32 GEMM M ≥ 128 ≥ 80% of FMA peak, ≥ onnxruntime',
       target: 'fp32 GEMM, M ≥ 128: ≥ 80% of the fp32 FMA peak, and never slower than onnxruntime MatMul at any M',
       measured: w ? `${pct(w.fraction)} worst (${w.shape}, M = ${w.M}), ${pct(best(rs).fraction)} best; slower than onnxruntime at: ${slower.length ? slower.join('; ') : 'none'}` : '—',
+      brief: w ? `${pct(w.fraction)}–${pct(best(rs).fraction)} of the FMA peak; slower than onnxruntime in ${slower.length} of ${raw({ mode: 'fp32' }).length} cases` : '—',
       value: w?.fraction ?? null,
       pass: w ? w.fraction >= 0.8 && slower.length === 0 : null,
     });
@@ -154,9 +159,10 @@ function targets(res) {
     const rs = raw({ mode: 'float8', M: 128 });
     const w = worst(rs);
     add({
-      id: 'float8-gemm',
+      id: 'float8-gemm', short: 'float8 M = 128 ≥ 70% of bf16 peak',
       target: 'float8 GEMM, M = 128: ≥ 70% of the bf16 dot-product peak',
       measured: w ? `${pct(w.fraction)} worst (${w.shape}), ${pct(best(rs).fraction)} best (${C.fmt(w.gops)} GFLOP/s; bf16 peak ${C.fmt(limitValue(res.limits, 'bf16'))}, fp32 FMA peak ${C.fmt(limitValue(res.limits, 'fp32'))})` : '—',
+      brief: w ? `${pct(w.fraction)}–${pct(best(rs).fraction)} of the bf16 peak (above that peak: it does not compute in bf16)` : '—',
       value: w?.fraction ?? null,
       pass: w ? w.fraction >= 0.7 : null,
     });
@@ -174,9 +180,10 @@ function targets(res) {
     slower.sort((a, b) => a.q - b.q);
     slower.forEach((x, i) => (slower[i] = x.s));
     add({
-      id: 'faster-than-fp32',
+      id: 'faster-than-fp32', short: 'every quantized mode faster than fp32',
       target: 'every quantized mode faster than quantkit fp32 at every M',
       measured: n ? (slower.length ? `${n - slower.length} of ${n} cases faster; not faster (${slower.length}): ${slower.slice(0, 12).join('; ')}${slower.length > 12 ? '; …' : ''}` : `all ${n} cases faster`) : '—',
+      brief: n ? `${n - slower.length} of ${n} cases` : '—',
       value: n ? (n - slower.length) / n : null,
       pass: n ? slower.length === 0 : null,
     });
@@ -190,9 +197,10 @@ function targets(res) {
     const s8 = f && i8 ? i8.tokensPerSecond / f.tokensPerSecond : null;
     const s4 = f && i4 ? i4.tokensPerSecond / f.tokensPerSecond : null;
     add({
-      id: 'decode-speedup',
+      id: 'decode-speedup', short: '1.1B decode: int8 ≥ 2×, int4 ≥ 3.5× fp32',
       target: 'synthetic TinyLlama-1.1B decode: int8 ≥ 2×, int4 ≥ 3.5× the fp32 tokens/s',
       measured: f ? `fp32 ${C.fmt(f.tokensPerSecond)} tok/s; int8 ${C.fmt(i8?.tokensPerSecond)} (${s8 ? s8.toFixed(2) : '—'}×); int4 ${C.fmt(i4?.tokensPerSecond)} (${s4 ? s4.toFixed(2) : '—'}×)` : '—',
+      brief: f ? `int8 ${s8 ? s8.toFixed(2) : '—'}×, int4 ${s4 ? s4.toFixed(2) : '—'}×` : '—',
       value: s4,
       pass: s8 !== null && s4 !== null ? s8 >= 2 && s4 >= 3.5 : null,
     });
@@ -211,7 +219,7 @@ function targets(res) {
     const diffs = rows.filter((x) => x.impl === 'quantkit' && x.api === 'layer' && x.M === 1 && !x.cold && x.overheadUs !== undefined).map((x) => ({ mode: x.mode, shape: x.shape, us: x.overheadUs }));
     const maxD = d.length ? Math.max(...d) : null;
     add({
-      id: 'overhead',
+      id: 'overhead', short: 'layer call ≤ 10 µs over its kernel',
       target: 'a public-API layer call adds ≤ 10 µs over its kernel (onnxruntime session.run ≈ 12 µs)',
       measured:
         maxD !== null
@@ -220,6 +228,7 @@ function targets(res) {
               ? `At ${diffs[0].shape.replace('x', '×')}, M = 1 (layer and raw op alternated): median +${C.fmt(C.median(diffs.map((x) => x.us)))} µs over ${diffs.length} modes, from ${C.fmt(Math.min(...diffs.map((x) => x.us)))} to ${C.fmt(Math.max(...diffs.map((x) => x.us)))} µs (per mode in the layer table)`
               : '')
           : '—',
+      brief: maxD !== null ? `+${C.fmt(Math.min(...d))}–${C.fmt(maxD)} µs (tiny layer)${diffs.length ? `, +${C.fmt(C.median(diffs.map((x) => x.us)))} µs median at ${diffs[0].shape.replace('x', '×')}` : ''}` : '—',
       value: maxD,
       pass: maxD !== null ? maxD <= 10 : null,
     });
@@ -230,13 +239,14 @@ function targets(res) {
     const q = l?.quantkit?.tokensPerSecond;
     const p = l?.llamaCpp?.best?.tokensPerSecond;
     add({
-      id: 'e2e-decode',
+      id: 'e2e-decode', short: 'stories260K decode ≥ node-llama-cpp',
       target: 'stories260K end-to-end greedy decode ≥ node-llama-cpp tokens/s on the same GGUF',
       measured: q
         ? p
           ? `quantkit ${C.fmt(q)} tok/s vs node-llama-cpp ${C.fmt(p)} tok/s (${l.llamaCpp.best.threads} thread${l.llamaCpp.best.threads > 1 ? 's' : ''}); ratio ${(q / p).toFixed(2)}; identical greedy tokens ${l.llamaCpp.agreeingPrefixTokens} of ${l.newTokens}`
           : `quantkit ${C.fmt(q)} tok/s; node-llama-cpp unavailable (${l?.peers?.nodeLlamaCpp?.reason ?? 'not run'})`
         : '—',
+      brief: q && p ? `${C.fmt(q)} vs ${C.fmt(p)} tok/s (${(q / p).toFixed(2)}×)` : q ? 'peer unavailable' : '—',
       value: q && p ? q / p : null,
       pass: q && p ? q >= p : null,
     });
@@ -622,8 +632,8 @@ function readmeSection(res, files) {
     L.push(mdTable(['mode', ...Ms.map((M) => (M === 1 ? 'M = 1 (cold)' : `M = ${M}`))], body));
     L.push('');
   }
-  L.push('Targets of issue 7 in this run:', '');
-  L.push(mdTable(['target', 'measured', 'met'], res.targets.map((t) => [t.target, t.measured, t.pass === null ? '—' : t.pass ? 'yes' : 'no']), ['l', 'l', 'l']));
+  L.push(`Targets of issue 7 in this run (details in the [report](${rel(files.md)})):`, '');
+  L.push(mdTable(['target', 'measured', 'met'], res.targets.map((t) => [t.short ?? t.target, t.brief ?? t.measured, t.pass === null ? '—' : t.pass ? 'yes' : 'no']), ['l', 'l', 'l']));
   L.push('');
   const sy = res.models?.synthetic;
   if (sy) {
