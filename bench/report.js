@@ -5,7 +5,7 @@
 //   bench/results/<date>-<host>-roofline.svg   every kernel against the measured limits
 //   bench/results/<date>-<host>-modes.svg      per-mode bars (kernel speed-ups, model decode speed)
 // and (full runs) replaces the README's "## Performance" section with the latest table and the charts.
-//   node bench/report.js [--quick] [--run-info <file>] [--no-readme]
+//   node bench/report.js [--quick] [--run-info <file>] [--suffix -only-x] [--no-readme]
 'use strict';
 const fs = require('fs');
 const os = require('os');
@@ -692,7 +692,7 @@ function main() {
   res.targets = targets(res);
   const dir = path.join(__dirname, 'results');
   fs.mkdirSync(dir, { recursive: true });
-  const base = path.join(dir, `${date.slice(0, 10)}-${res.machine.host}${quick ? '-quick' : ''}`);
+  const base = path.join(dir, `${date.slice(0, 10)}-${res.machine.host}${quick ? '-quick' : ''}${F.get('suffix') ?? ''}`);
   const files = { json: `${base}.json`, md: `${base}.md`, roofline: `${base}-roofline.svg`, modes: `${base}-modes.svg` };
   fs.writeFileSync(files.json, JSON.stringify(res, null, 1));
   fs.writeFileSync(files.roofline, rooflineSvg(res));

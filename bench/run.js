@@ -124,7 +124,9 @@ function main() {
     const infoFile = path.join(C.BUILD, 'run-info.json');
     fs.writeFileSync(infoFile, JSON.stringify(info, null, 1));
     const fullSuite = SUITE.every((b) => selected.includes(b));
-    const args = ['--run-info', infoFile, ...passArgs, ...(fullSuite && !F.has('no-readme') ? [] : ['--no-readme'])];
+    // a partial run gets its own file name, so that it never replaces the full report of the day
+    const suffix = fullSuite ? '' : `-only-${suite.map((b) => b.name).join('-')}`;
+    const args = ['--run-info', infoFile, ...passArgs, ...(suffix ? ['--suffix', suffix] : []), ...(fullSuite && !F.has('no-readme') ? [] : ['--no-readme'])];
     console.log('\n== bench/report.js ==');
     const r = spawnSync(process.execPath, [path.join(__dirname, 'report.js'), ...args], { stdio: 'inherit' });
     if (r.status !== 0) failed++;
