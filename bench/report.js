@@ -481,6 +481,7 @@ function markdown(res, files) {
         ['memory', `${(m.memBytes / 2 ** 30).toFixed(1)} GiB`],
         ['Node', `${m.node} (${m.platform})`],
         ['load', `load average ${m.load.start.map((x) => x.toFixed(2)).join(' / ')} at start, ${m.load.end ? m.load.end.map((x) => x.toFixed(2)).join(' / ') : '—'} at end; other processes used ${m.load.othersCpuShare !== null ? pct(m.load.othersCpuShare) : '—'} of the machine's CPU time during the run${m.load.othersCpuShare > 0.1 ? ' — **the machine was shared: figures are lower and noisier than on an idle machine**' : ''}`],
+        ['benches', (res.benches ?? []).map((b) => `${b.name} ${b.seconds.toFixed(0)} s${b.othersCpuShare !== null && b.othersCpuShare !== undefined ? ` (others ${pct(b.othersCpuShare)} of the CPU)` : ''}${b.status ? ` — exit ${b.status}` : ''}`).join(', ') || '—'],
         ['peers', Object.entries(res.peers).map(([k, v]) => `${k}: ${v.available ? `${v.version}${v.buildType ? ` (${v.buildType})` : ''}` : `unavailable — ${v.reason}`}`).join('; ')],
       ],
       ['l', 'l'],

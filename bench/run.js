@@ -57,6 +57,15 @@ function checkBuilt() {
   }
 }
 
+/** Share of the machine's CPU time used by other processes between two samples (machine busy time minus ours). */
+function othersShare(cpu0, cpu1, child0, child1) {
+  if (!cpu0 || !cpu1 || child0 === null || child1 === null) return null;
+  const hz = 100; // jiffies per second in /proc/stat
+  const totalMs = ((cpu1.total - cpu0.total) * 1000) / hz;
+  const busyMs = ((cpu1.busy - cpu0.busy) * 1000) / hz;
+  return totalMs > 0 ? Math.min(1, Math.max(0, (busyMs - (child1 - child0)) / totalMs)) : null;
+}
+
 function main() {
   const F = C.flags();
   const all = [...SUITE, ...LEGACY];
@@ -98,9 +107,11 @@ function main() {
   for (const b of selected) {
     console.log(`\n== bench/${b.file} ==`);
     const tb = Date.now();
+    const c0 = C.cpuTimes();
+    const k0 = C.childrenCpuMs();
     const r = spawnSync(process.execPath, [...(b.node ?? []), path.join(__dirname, b.file), ...passArgs], { stdio: 'inherit' });
     const seconds = (Date.now() - tb) / 1000;
-    benches.push({ name: b.name, seconds, status: r.status });
+    benches.push({ name: b.name, seconds, status: r.status, othersCpuShare: othersShare(c0, C.cpuTimes(), k0, C.childrenCpuMs()), loadEnd: os.loadavg()[0] });
     if (r.status !== 0) {
       failed++;
       console.log(`bench/${b.file} failed (exit ${r.status ?? r.signal})`);
@@ -110,13 +121,7 @@ function main() {
     const cpu1 = C.cpuTimes();
     const child1 = C.childrenCpuMs();
     const durationSeconds = (Date.now() - t0) / 1000;
-    let othersCpuShare = null;
-    if (cpu0 && cpu1 && child0 !== null && child1 !== null) {
-      const hz = 100; // jiffies per second in /proc/stat
-      const totalMs = ((cpu1.total - cpu0.total) * 1000) / hz;
-      const busyMs = ((cpu1.busy - cpu0.busy) * 1000) / hz;
-      othersCpuShare = totalMs > 0 ? Math.max(0, (busyMs - (child1 - child0)) / totalMs) : null;
-    }
+    const othersCpuShare = othersShare(cpu0, cpu1, child0, child1);
     machine.load.end = os.loadavg();
     machine.load.othersCpuShare = othersCpuShare;
     const info = { date, durationSeconds, machine, benches };
