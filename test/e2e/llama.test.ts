@@ -7,6 +7,8 @@ import * as path from 'path';
 import { monitorEventLoopDelay } from 'perf_hooks';
 import { GPTQConfig, Int4QuantizationConfig, loadModel, Tensor, terminateHdf5Worker } from '../../lib';
 import { readLlama2cFile } from '../../lib/io/llama2c';
+import { interleavedToHalfSplit } from '../../lib/io/llama-common';
+import { writeSafetensors } from '../../lib/io/safetensors';
 import { readGgufLlamaFile } from '../../lib/io/gguf-llama';
 import { Llama2cTokenizer } from '../../lib/tokenizers/llama2c';
 import { LlamaCausalLM, XorShiftRng } from '../../lib/models/llama';
@@ -105,6 +107,41 @@ test('generation keeps the event loop responsive: tiny ops run inline, but every
   h.disable();
   expect(r.tokens.length).toBe(150);
   expect(h.max / 1e6).toBeLessThan(100);
+});
+
+test('LlamaCausalLM.fromFile loads a Hugging Face folder (half-split q/k rows) into the same model', async () => {
+  const ckpt = await readLlama2cFile(path.join(MODELS, 'stories260K.bin'));
+  const c = ckpt.config;
+  const t = (n: string) => ckpt.tensors.get(n)!;
+  const hf: Array<[string, Tensor]> = [['model.embed_tokens.weight', t('tok_embeddings.weight')], ['model.norm.weight', t('norm.weight')]];
+  for (let i = 0; i < c.nLayers; i++) {
+    const L = `model.layers.${i}`;
+    hf.push(
+      [`${L}.self_attn.q_proj.weight`, interleavedToHalfSplit(t(`layers.${i}.attention.wq.weight`), c.nHeads)],
+      [`${L}.self_attn.k_proj.weight`, interleavedToHalfSplit(t(`layers.${i}.attention.wk.weight`), c.nKvHeads)],
+      [`${L}.self_attn.v_proj.weight`, t(`layers.${i}.attention.wv.weight`)],
+      [`${L}.self_attn.o_proj.weight`, t(`layers.${i}.attention.wo.weight`)],
+      [`${L}.mlp.gate_proj.weight`, t(`layers.${i}.feed_forward.w1.weight`)],
+      [`${L}.mlp.down_proj.weight`, t(`layers.${i}.feed_forward.w2.weight`)],
+      [`${L}.mlp.up_proj.weight`, t(`layers.${i}.feed_forward.w3.weight`)],
+      [`${L}.input_layernorm.weight`, t(`layers.${i}.attention_norm.weight`)],
+      [`${L}.post_attention_layernorm.weight`, t(`layers.${i}.ffn_norm.weight`)],
+    );
+  }
+  const dir = path.join(tmp, 'hf-stories');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'model.safetensors'), writeSafetensors(hf));
+  fs.writeFileSync(
+    path.join(dir, 'config.json'),
+    JSON.stringify({
+      architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: c.dim, intermediate_size: c.hiddenDim, num_hidden_layers: c.nLayers,
+      num_attention_heads: c.nHeads, num_key_value_heads: c.nKvHeads, vocab_size: c.vocabSize, max_position_embeddings: c.seqLen,
+      rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true, hidden_act: 'silu',
+    }),
+  );
+  const m = await LlamaCausalLM.fromFile(dir, { tokenizer: path.join(MODELS, 'tok512.bin') });
+  const r = await m.generate('Once upon a time', { maxNewTokens: 32 });
+  expect(r.tokens).toEqual(GREEDY_32);
 });
 
 test('xorshift RNG: run.c sequence (first values for seed 42 are stable across calls)', () => {
