@@ -93,6 +93,7 @@ async function main() {
   const isa = isaArg ? isaArg.slice(6) : caps.isa;
   const opt = isaArg ? { isa } : {};
   const results = { hessian: null, factor: null, gptq: [] };
+  const loadBefore = os.loadavg();
   console.log(`GPTQ bench (isa ${isa}, ${caps.threads} threads${quick ? ', --quick' : ''})`);
 
   // Calibration Hessian, built once.
@@ -156,9 +157,16 @@ async function main() {
   try {
     sha = execSync('git rev-parse --short HEAD', { cwd: path.join(__dirname, '..'), stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
   } catch (_) {}
+  // The load average shows whether other processes competed for the cores during the run (this bench keeps
+  // `threads` cores busy itself, so a 1-minute load clearly above that means the numbers are pessimistic).
+  const loadAfter = os.loadavg();
+  if (loadAfter[0] > caps.threads + 0.75) {
+    console.log(`warning: 1-minute load average ${loadAfter[0].toFixed(2)} > ${caps.threads} threads: other processes competed for the CPU`);
+  }
   const result = {
     date: new Date().toISOString(),
     machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, isa, threads: caps.threads, node: process.version, sha },
+    loadavg: { before: loadBefore, after: loadAfter },
     quick,
     calibrationRows: CALIB_ROWS,
     ...results,
