@@ -137,38 +137,39 @@ async function syntheticGptq(qk, arch, bits, group) {
 }
 
 /**
- * Random float32 weights, fast: random sign and mantissa with a fixed exponent, so |w| in [2^-7, 2^-6). The Dense
- * layers of a fresh LlamaCausalLM would otherwise be filled by the JS glorot-uniform initializer at ~20 ns per
- * weight (about 25 s for 1.1B parameters), which is not what is being measured here; see the report notes.
+ * Fills every float32 variable of the model in place with random values (random sign and mantissa, fixed exponent:
+ * |w| in [2^-7, 2^-6)), fast (no per-element Math.random). A fresh LlamaCausalLM starts from zeros (its weights
+ * normally come from a file), and all-zero weights would neither quantize nor stream from DRAM like real ones
+ * (untouched zero pages all map to one physical page).
  */
-function fastRandomWeights(shape) {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const u = C.randBytes(n, Uint32Array);
-  for (let i = 0; i < n; i++) u[i] = (u[i] & 0x807fffff) | 0x3c000000;
-  return new Float32Array(u.buffer);
+function randomizeFloatVariables(model) {
+  for (const v of model.variables) {
+    const d = v.value.data;
+    if (!(d instanceof Float32Array)) continue;
+    const u = new Uint32Array(d.buffer, d.byteOffset, d.length);
+    const { randomFillSync } = require('crypto');
+    const bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+    for (let off = 0; off < bytes.length; off += 1 << 30) randomFillSync(bytes, off, Math.min(1 << 30, bytes.length - off));
+    for (let i = 0; i < u.length; i++) u[i] = (u[i] & 0x807fffff) | 0x3c000000;
+  }
 }
 
 async function synthetic(spec) {
   const { qk } = C.loadQuantkit();
-  if (!spec.glorot) {
-    const build = qk.Dense.prototype.build;
-    qk.Dense.prototype.build = function (shape) {
-      if (this.kernelInitializer === 'glorot_uniform') this.kernelInitializer = fastRandomWeights;
-      return build.call(this, shape);
-    };
-  }
   const arch = { ...TINYLLAMA, numLayers: spec.layers };
   const out = { mode: spec.mode, layers: spec.layers };
   let model;
   const t0 = performance.now();
   if (spec.mode.startsWith('gptq-')) {
     model = await syntheticGptq(qk, arch, Number(spec.mode.slice(5)), 128);
+    randomizeFloatVariables(model); // embeddings, output head, norms
     out.buildSeconds = (performance.now() - t0) / 1000;
     out.quantizeSeconds = null;
     out.quantizeNote = 'GPTQ weights are random levels (calibration of 1.1B parameters is not run here)';
   } else {
     model = new qk.LlamaCausalLM(arch);
-    await model.build(); // random weights (fastRandomWeights; --glorot: the library's glorot-uniform initializer)
+    await model.build();
+    randomizeFloatVariables(model);
     out.buildSeconds = (performance.now() - t0) / 1000;
     if (spec.mode !== 'float32') {
       const t1 = performance.now();
@@ -251,7 +252,7 @@ async function main() {
     const rows = [];
     console.log(`synthetic TinyLlama-1.1B shapes, ${synLayers} layers (${modes.join(', ')}), ${tokens} decoded tokens after an 8-token prompt`);
     for (const mode of modes) {
-      const r = await runChild({ phase: 'synthetic', mode, layers: synLayers, tokens, glorot: F.has('glorot') });
+      const r = await runChild({ phase: 'synthetic', mode, layers: synLayers, tokens });
       rows.push({ mode, ...r });
       if (r.error) console.log(`  ${mode.padEnd(8)} error: ${r.error}`);
       else

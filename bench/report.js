@@ -594,7 +594,7 @@ function markdown(res, files) {
     const a = sy.arch;
     L.push(
       '',
-      `vocab ${a.vocabularySize}, ${a.numLayers} layers, hidden ${a.hiddenDim}, FFN ${a.intermediateDim}, ${a.numQueryHeads} query / ${a.numKeyValueHeads} KV heads, untied output head. float32/int8/int4 (g128)/float8: random float weights built in process (|w| in [2^-7, 2^-6), random signs), then \`model.quantize(mode)\` (timed). GPTQ: random levels loaded into a GPTQ-policy model (calibration not run at this size; GPTQ quantize time is measured on stories260K, per layer in \`bench/gptq.js\`). "RSS decoding" is the resident set after the float weights are freed. Decode: ${sy.newTokens} tokens after an ${sy.promptTokens}-token prompt.`,
+      `vocab ${a.vocabularySize}, ${a.numLayers} layers, hidden ${a.hiddenDim}, FFN ${a.intermediateDim}, ${a.numQueryHeads} query / ${a.numKeyValueHeads} KV heads, untied output head. float32/int8/int4 (g128)/float8: random float weights made in process (every float variable, |w| in [2^-7, 2^-6), random signs), then \`model.quantize(mode)\` (timed). GPTQ: random levels loaded into a GPTQ-policy model (calibration not run at this size; GPTQ quantize time is measured on stories260K, per layer in \`bench/gptq.js\`). "RSS decoding" is the resident set after the float weights are freed. Decode: ${sy.newTokens} tokens after an ${sy.promptTokens}-token prompt.`,
       '',
     );
   }
