@@ -89,8 +89,13 @@ export interface LlamaBlockCallOptions {
   cache?: LlamaLayerCache | null;
   /** Cache geometry (with `cache`). */
   maxSeq?: number;
-  /** Absolute position of the first input token (with `cache`). */
-  startPos?: number;
+  /**
+   * Absolute position of the first input token (with `cache`): one number for every row, or one per input row
+   * (batched decoding of sequences of different lengths).
+   */
+  startPos?: number | ArrayLike<number>;
+  /** The cache row of each input row (default: row b uses cache row b). With `cache`. */
+  cacheRows?: ArrayLike<number>;
 }
 
 /** Options of {@link LlamaDecoderBlock}. */
@@ -219,10 +224,31 @@ export class LlamaDecoderBlock extends CompositeLayer {
     const KV = this.numKeyValueHeads;
     const hd = this.headDim;
     const cache = options.cache ?? null;
-    const startPos = cache ? (options.startPos ?? 0) : 0;
     const maxSeq = cache ? (options.maxSeq ?? 0) : T;
-    if (cache && (startPos < 0 || startPos + T > maxSeq)) {
-      throw new InvalidArgumentError(`Expected ${T} new tokens to fit the KV cache (${startPos} cached, capacity ${maxSeq}) for layer '${this.name}'`);
+    const seqCache = KV * maxSeq * hd;
+    // per input row: its first absolute position and its cache row
+    const starts = new Int32Array(B);
+    const rows = new Int32Array(B);
+    const sp = cache ? (options.startPos ?? 0) : 0;
+    const cacheBatch = cache ? Math.floor(cache.k.length / Math.max(1, seqCache)) : B;
+    if (typeof sp !== 'number' && (sp === null || typeof sp !== 'object' || sp.length !== B)) {
+      throw new InvalidArgumentError(`Expected a number or ${B} numbers (one per row) for startPos of layer '${this.name}' but received ${describe(sp)}`);
+    }
+    const cr = cache ? (options.cacheRows ?? null) : null;
+    if (cr !== null && (typeof cr !== 'object' || cr.length !== B)) {
+      throw new InvalidArgumentError(`Expected ${B} cache rows (one per input row) for cacheRows of layer '${this.name}' but received ${describe(cr)}`);
+    }
+    for (let b = 0; b < B; b++) {
+      const s0 = typeof sp === 'number' ? sp : sp[b];
+      const r = cr ? cr[b] : b;
+      if (!Number.isSafeInteger(s0) || s0 < 0 || s0 + T > maxSeq) {
+        throw new InvalidArgumentError(`Expected ${T} new tokens to fit the KV cache (${s0} cached, capacity ${maxSeq}) for layer '${this.name}'`);
+      }
+      if (!Number.isSafeInteger(r) || r < 0 || r >= cacheBatch) {
+        throw new InvalidArgumentError(`Expected cache rows in [0, ${cacheBatch}) for layer '${this.name}' but received ${describe(r)}`);
+      }
+      starts[b] = s0;
+      rows[b] = r;
     }
     const D = this.hidden;
     const eps = this.layerNormEpsilon;
@@ -232,18 +258,18 @@ export class LlamaDecoderBlock extends CompositeLayer {
     const k = ((await p.key.apply(h)) as Tensor<'float32'>).data;
     const v = ((await p.value.apply(h)) as Tensor<'float32'>).data;
     const positions = new Int32Array(B * T);
-    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) positions[b * T + t] = startPos + t;
+    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) positions[b * T + t] = starts[b] + t;
     await rope(q, positions, { headDim: hd, theta: this.ropeMaxWavelength });
     await rope(k, positions, { headDim: hd, theta: this.ropeMaxWavelength });
     // per sequence: write K/V into its [KV, maxSeq, hd] cache view, then causal attention over it
-    const seqCache = KV * maxSeq * hd;
     const kc = cache ? cache.k : new Float32Array(B * seqCache);
     const vc = cache ? cache.v : new Float32Array(B * seqCache);
     const att = new Float32Array(B * T * H * hd);
     for (let b = 0; b < B; b++) {
-      const view = { k: kc.subarray(b * seqCache, (b + 1) * seqCache), v: vc.subarray(b * seqCache, (b + 1) * seqCache), kvHeads: KV, maxSeq, headDim: hd };
-      await kvCacheWrite(view, k.subarray(b * T * KV * hd, (b + 1) * T * KV * hd), v.subarray(b * T * KV * hd, (b + 1) * T * KV * hd), startPos);
-      await attentionDecode(q.subarray(b * T * H * hd, (b + 1) * T * H * hd), view, { heads: H, startPos, out: att.subarray(b * T * H * hd, (b + 1) * T * H * hd) });
+      const r = rows[b];
+      const view = { k: kc.subarray(r * seqCache, (r + 1) * seqCache), v: vc.subarray(r * seqCache, (r + 1) * seqCache), kvHeads: KV, maxSeq, headDim: hd };
+      await kvCacheWrite(view, k.subarray(b * T * KV * hd, (b + 1) * T * KV * hd), v.subarray(b * T * KV * hd, (b + 1) * T * KV * hd), starts[b]);
+      await attentionDecode(q.subarray(b * T * H * hd, (b + 1) * T * H * hd), view, { heads: H, startPos: starts[b], out: att.subarray(b * T * H * hd, (b + 1) * T * H * hd) });
     }
     const o = ((await p.output.apply(new Tensor('float32', [B, T, D], att))) as Tensor<'float32'>).data;
     const x1 = new Float32Array(x.data.length);
@@ -440,17 +466,27 @@ export class LlamaCausalLM extends Model {
    * @internal
    */
   async forwardWithCache(ids: Tensor, cache: LlamaKVCache): Promise<Float32Array> {
-    this.checkIds(ids);
-    if (!this.built) await this.build();
-    const [B, T] = ids.shape;
+    const T = ids.shape[1];
     if (cache.length + T > cache.maxSeq) {
       throw new InvalidArgumentError(`Expected the sequence to fit the context (${cache.maxSeq} tokens) but it would reach ${cache.length + T}`);
     }
+    const logits = await this.forwardRows(ids, cache, cache.length);
+    cache.length += T;
+    return logits;
+  }
+
+  /**
+   * `ids` [B, T] through the decoder with the cache: input row b starts at `startPos` (or `startPos[b]`) and uses
+   * cache row `cacheRows[b]` (default b). Returns the last position's logits of each row, [B, vocab].
+   */
+  private async forwardRows(ids: Tensor, cache: LlamaKVCache, startPos: number | ArrayLike<number>, cacheRows?: ArrayLike<number>): Promise<Float32Array> {
+    this.checkIds(ids);
+    if (!this.built) await this.build();
+    const [B, T] = ids.shape;
     let x = (await this.tokenEmbedding.apply(ids)) as Tensor<'float32'>;
     for (let l = 0; l < this.decoderBlocks.length; l++) {
-      x = (await this.decoderBlocks[l].apply(x, { cache: cache.layers[l], maxSeq: cache.maxSeq, startPos: cache.length })) as Tensor<'float32'>;
+      x = (await this.decoderBlocks[l].apply(x, { cache: cache.layers[l], maxSeq: cache.maxSeq, startPos, cacheRows })) as Tensor<'float32'>;
     }
-    cache.length += T;
     const D = this.arch.hiddenDim;
     const last = new Float32Array(B * D);
     for (let b = 0; b < B; b++) last.set(x.data.subarray((b * T + T - 1) * D, (b * T + T) * D), b * D);
@@ -486,6 +522,59 @@ export class LlamaCausalLM extends Model {
     return ids;
   }
 
+  /** The stop rules of one generate/stream call. */
+  private stopRules(o: ReturnType<typeof checkGenerateOptions>): { ids: Set<number>; strings: string[] } {
+    const ids = new Set<number>(o.stop.filter((s): s is number => typeof s === 'number'));
+    const strings = o.stop.filter((s): s is string => typeof s === 'string');
+    const tok = this.tokenizer;
+    if (!o.ignoreEos && tok) {
+      ids.add(tok.eosId);
+      ids.add(tok.bosId);
+    }
+    return { ids, strings };
+  }
+
+  /**
+   * Samples the next token of one sequence from its logits and applies the stop rules. Returns the chunk to emit,
+   * or null when the sequence has ended (`st.stopReason` says why). `cacheLength` = tokens in its cache.
+   */
+  private nextToken(st: DecodeRow, logits: Float32Array, o: ReturnType<typeof checkGenerateOptions>, rules: { ids: Set<number>; strings: string[] }, t0: number): GenerateChunk | null {
+    const tok = this.tokenizer;
+    const next = sampleToken(logits, o.temperature, o.topK, o.topP, st.rng);
+    if (st.tokens.length === 0) {
+      st.tFirst = performance.now();
+      st.firstTokenMs = st.tFirst - t0;
+    }
+    if (rules.ids.has(next)) {
+      st.stopReason = tok && (next === tok.eosId || next === tok.bosId) && !o.stop.includes(next) ? 'eos' : 'stop';
+      return null;
+    }
+    st.tokens.push(next);
+    // decode with the prompt so that tokenizer rules at the boundary (the space after BOS) apply as in llama2.c
+    const full = tok ? tok.decode([...st.promptTokens, ...st.tokens]).slice(st.promptText.length) : '';
+    const piece = full.startsWith(st.text) ? full.slice(st.text.length) : full;
+    st.text = full;
+    if (rules.strings.some((s) => full.includes(s))) st.stopReason = 'stop';
+    return { token: next, text: piece };
+  }
+
+  private static result(st: DecodeRow): GenerateResult {
+    const decodeMs = performance.now() - st.tFirst;
+    return {
+      text: st.text,
+      tokens: st.tokens,
+      promptTokens: st.promptTokens,
+      stopReason: st.stopReason,
+      firstTokenMs: st.firstTokenMs,
+      tokensPerSecond: st.tokens.length > 1 && decodeMs > 0 ? ((st.tokens.length - 1) * 1000) / decodeMs : 0,
+    };
+  }
+
+  private newRow(promptTokens: number[], seed: number): DecodeRow {
+    const tok = this.tokenizer;
+    return { promptTokens, promptText: tok ? tok.decode(promptTokens) : '', rng: new XorShiftRng(seed), tokens: [], text: '', stopReason: 'length', firstTokenMs: 0, tFirst: 0 };
+  }
+
   /**
    * Streams generated tokens as they are produced.
    * @example
@@ -495,69 +584,96 @@ export class LlamaCausalLM extends Model {
    */
   async *stream(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): AsyncGenerator<GenerateChunk, GenerateResult, void> {
     const o = checkGenerateOptions(options);
-    const promptTokens = this.promptIds(prompt, o.addBos);
+    const st = this.newRow(this.promptIds(prompt, o.addBos), o.seed);
     if (!this.built) await this.build();
-    const tok = this.tokenizer;
-    const stopIds = new Set<number>(o.stop.filter((s): s is number => typeof s === 'number'));
-    const stopStrings = o.stop.filter((s): s is string => typeof s === 'string');
-    if (!o.ignoreEos && tok) {
-      stopIds.add(tok.eosId);
-      stopIds.add(tok.bosId);
-    }
+    const rules = this.stopRules(o);
     const cache = this.newCache(1);
-    const rng = new XorShiftRng(o.seed);
-    const promptText = tok ? tok.decode(promptTokens) : '';
     const t0 = performance.now();
-    let firstTokenMs = 0;
-    let tFirst = 0;
-    const tokens: number[] = [];
-    let text = '';
-    let stopReason: GenerateResult['stopReason'] = 'length';
-    if (promptTokens.length >= cache.maxSeq) stopReason = 'context';
-    let logits = stopReason === 'context' ? null : await this.forwardWithCache(new Tensor('int32', [1, promptTokens.length], Int32Array.from(promptTokens)), cache);
-    while (logits && tokens.length < o.maxNewTokens) {
+    const n = st.promptTokens.length;
+    if (n >= cache.maxSeq) st.stopReason = 'context';
+    let logits = st.stopReason === 'context' ? null : await this.forwardWithCache(new Tensor('int32', [1, n], Int32Array.from(st.promptTokens)), cache);
+    while (logits && st.tokens.length < o.maxNewTokens) {
       if (o.signal?.aborted) throw new AbortedError('Generation was aborted', { cause: o.signal.reason });
-      const next = sampleToken(logits, o.temperature, o.topK, o.topP, rng);
-      if (tokens.length === 0) {
-        firstTokenMs = performance.now() - t0;
-        tFirst = performance.now();
-      }
-      if (stopIds.has(next)) {
-        stopReason = tok && (next === tok.eosId || next === tok.bosId) && !o.stop.includes(next) ? 'eos' : 'stop';
-        break;
-      }
-      tokens.push(next);
-      // decode with the prompt so that tokenizer rules at the boundary (the space after BOS) apply as in llama2.c
-      const full = tok ? tok.decode([...promptTokens, ...tokens]).slice(promptText.length) : '';
-      const piece = full.startsWith(text) ? full.slice(text.length) : full;
-      text = full;
-      yield { token: next, text: piece };
-      if (stopStrings.some((s) => text.includes(s))) {
-        stopReason = 'stop';
-        break;
-      }
+      const chunk = this.nextToken(st, logits, o, rules, t0);
+      if (!chunk) break;
+      o.onToken?.(chunk, 0);
+      yield chunk;
+      if (st.stopReason !== 'length') break;
       if (cache.length >= cache.maxSeq) {
-        stopReason = 'context';
+        st.stopReason = 'context';
         break;
       }
       // tiny models run their ops inline (already settled promises): give the event loop a turn per token
       await new Promise<void>((resolve) => setImmediate(resolve));
-      if (tokens.length < o.maxNewTokens) logits = await this.forwardWithCache(new Tensor('int32', [1, 1], Int32Array.from([next])), cache);
+      if (st.tokens.length < o.maxNewTokens) logits = await this.forwardWithCache(new Tensor('int32', [1, 1], Int32Array.from([st.tokens[st.tokens.length - 1]])), cache);
     }
-    const decodeMs = performance.now() - tFirst;
-    return {
-      text,
-      tokens,
-      promptTokens,
-      stopReason,
-      firstTokenMs,
-      tokensPerSecond: tokens.length > 1 && decodeMs > 0 ? ((tokens.length - 1) * 1000) / decodeMs : 0,
-    };
+    return LlamaCausalLM.result(st);
+  }
+
+  /**
+   * Generates continuations of several prompts together: each prompt is processed on its own, then every decoding
+   * step runs the still-active sequences as one batch (M = active rows in every projection, so each weight is read
+   * once per step for all of them). Each row samples with its own RNG seeded with `seed`, exactly like separate
+   * `generate` calls. Rows finish independently.
+   */
+  private async generateBatch(prompts: Array<string | ArrayLike<number>>, o: ReturnType<typeof checkGenerateOptions>): Promise<GenerateResult[]> {
+    const rowsState = prompts.map((p) => this.newRow(this.promptIds(p, o.addBos), o.seed));
+    if (!this.built) await this.build();
+    const rules = this.stopRules(o);
+    const B = rowsState.length;
+    const cache = this.newCache(B);
+    const lengths = new Int32Array(B);
+    const V = this.arch.vocabularySize;
+    const t0 = performance.now();
+    const logits: Array<Float32Array | null> = new Array(B).fill(null);
+    for (let b = 0; b < B; b++) {
+      if (o.signal?.aborted) throw new AbortedError('Generation was aborted', { cause: o.signal.reason });
+      const st = rowsState[b];
+      const n = st.promptTokens.length;
+      if (n >= cache.maxSeq) {
+        st.stopReason = 'context';
+        continue;
+      }
+      logits[b] = await this.forwardRows(new Tensor('int32', [1, n], Int32Array.from(st.promptTokens)), cache, 0, [b]);
+      lengths[b] = n;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    for (;;) {
+      if (o.signal?.aborted) throw new AbortedError('Generation was aborted', { cause: o.signal.reason });
+      const active: number[] = [];
+      for (let b = 0; b < B; b++) {
+        const st = rowsState[b];
+        const lg = logits[b];
+        if (!lg || st.stopReason !== 'length' || st.tokens.length >= o.maxNewTokens) continue;
+        const chunk = this.nextToken(st, lg, o, rules, t0);
+        logits[b] = null;
+        if (!chunk) continue;
+        o.onToken?.(chunk, b);
+        if (st.stopReason !== 'length' || st.tokens.length >= o.maxNewTokens) continue;
+        if (lengths[b] >= cache.maxSeq) {
+          st.stopReason = 'context';
+          continue;
+        }
+        active.push(b);
+      }
+      if (active.length === 0) break;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      const ids = Int32Array.from(active, (b) => rowsState[b].tokens[rowsState[b].tokens.length - 1]);
+      const starts = Int32Array.from(active, (b) => lengths[b]);
+      const out = await this.forwardRows(new Tensor('int32', [active.length, 1], ids), cache, starts, active);
+      active.forEach((b, i) => {
+        logits[b] = out.subarray(i * V, (i + 1) * V);
+        lengths[b]++;
+      });
+    }
+    return rowsState.map((st) => LlamaCausalLM.result(st));
   }
 
   /**
    * Generates a continuation (greedy by default; sampling with `temperature`, `topK`, `topP`, `seed` — llama2.c's
-   * RNG, so seeded llama2.c runs reproduce). An array of prompts gives an array of results.
+   * RNG, so seeded llama2.c runs reproduce). An array of prompts gives an array of results; they are decoded
+   * together as a batch (one weight pass per step for all of them), each exactly as its own call would sample.
+   * `onToken(chunk, index)` sees every token as it is produced (index = the prompt's position in the array).
    * @example
    * ```ts
    * const { text } = await model.generate('Once upon a time', { maxNewTokens: 32 });
@@ -568,9 +684,9 @@ export class LlamaCausalLM extends Model {
   async generate(prompt: Array<string | ArrayLike<number>>, options?: GenerateOptions): Promise<GenerateResult[]>;
   async generate(prompt: string | ArrayLike<number> | Array<string | ArrayLike<number>>, options: GenerateOptions = {}): Promise<GenerateResult | GenerateResult[]> {
     if (Array.isArray(prompt) && prompt.some((p) => typeof p === 'string' || (typeof p === 'object' && p !== null))) {
-      const out: GenerateResult[] = [];
-      for (const p of prompt as Array<string | ArrayLike<number>>) out.push((await this.generate(p, options)) as GenerateResult);
-      return out;
+      const o = checkGenerateOptions(options);
+      if (prompt.length === 0) return [];
+      return this.generateBatch(prompt as Array<string | ArrayLike<number>>, o);
     }
     const it = this.stream(prompt as string | ArrayLike<number>, options);
     for (;;) {
@@ -888,7 +1004,7 @@ registerLayer(LlamaDecoderBlock as unknown as LayerClass, 'LlamaDecoderBlock');
 // ---------------------------------------------------------------------------------------------------------------
 // Tokenizer, sampling, generation, perplexity
 
-function checkGenerateOptions(o: GenerateOptions): Required<Omit<GenerateOptions, 'signal'>> & { signal: AbortSignal | null } {
+function checkGenerateOptions(o: GenerateOptions): Required<Omit<GenerateOptions, 'signal' | 'onToken'>> & { signal: AbortSignal | null; onToken: ((chunk: GenerateChunk, index: number) => void) | null } {
   if (o === null || typeof o !== 'object') throw new InvalidArgumentError(`Expected an options object for options but received ${describe(o)}`);
   const maxNewTokens = o.maxNewTokens ?? 64;
   if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new InvalidArgumentError(`Expected a non-negative integer for maxNewTokens but received ${describe(o.maxNewTokens)}`);
@@ -904,7 +1020,9 @@ function checkGenerateOptions(o: GenerateOptions): Required<Omit<GenerateOptions
   if (!Array.isArray(stop) || !stop.every((s) => (typeof s === 'string' && s.length > 0) || Number.isSafeInteger(s))) {
     throw new InvalidArgumentError(`Expected an array of non-empty strings or token ids for stop but received ${describe(o.stop)}`);
   }
-  return { maxNewTokens, temperature, topK, topP, seed, stop, ignoreEos: o.ignoreEos ?? false, addBos: o.addBos ?? true, signal: o.signal ?? null };
+  const onToken = o.onToken ?? null;
+  if (onToken !== null && typeof onToken !== 'function') throw new InvalidArgumentError(`Expected a function for onToken but received ${describe(o.onToken)}`);
+  return { maxNewTokens, temperature, topK, topP, seed, stop, ignoreEos: o.ignoreEos ?? false, addBos: o.addBos ?? true, signal: o.signal ?? null, onToken };
 }
 
 /** What generation and perplexity need from a tokenizer (quantkit's llama2.c, GGUF and Hugging Face tokenizers). */
@@ -964,6 +1082,23 @@ export interface GenerateOptions {
   addBos?: boolean;
   /** Abort generation (the promise rejects / the iterator throws AbortedError). */
   signal?: AbortSignal | null;
+  /**
+   * Called with every generated token as it is produced, and the index of its prompt (0 for a single prompt;
+   * the prompt's position for an array of prompts decoded as a batch).
+   */
+  onToken?: ((chunk: GenerateChunk, index: number) => void) | null;
+}
+
+/** The decoding state of one sequence. */
+interface DecodeRow {
+  promptTokens: number[];
+  promptText: string;
+  rng: XorShiftRng;
+  tokens: number[];
+  text: string;
+  stopReason: GenerateResult['stopReason'];
+  firstTokenMs: number;
+  tFirst: number;
 }
 
 /** One generated sequence. */
