@@ -730,12 +730,7 @@ export class LlamaCausalLM extends Model {
         const end = Math.min(start + window, ids.length);
         const logits = ((await this.predict(new Tensor('int32', [1, end - start], Int32Array.from(ids.slice(start, end))))) as Tensor).data as Float32Array;
         for (let p = Math.max(start + 1, scoredUpTo); p < end; p++) {
-          const row = logits.subarray((p - 1 - start) * V, (p - start) * V);
-          let mx = -Infinity;
-          for (let j = 0; j < V; j++) if (row[j] > mx) mx = row[j];
-          let sum = 0;
-          for (let j = 0; j < V; j++) sum += exp(row[j] - mx);
-          nll += log(sum) + mx - row[ids[p]];
+          nll += tokenNll(logits.subarray((p - 1 - start) * V, (p - start) * V), ids[p], exp, log);
           count++;
         }
         scoredUpTo = end;
@@ -745,6 +740,107 @@ export class LlamaCausalLM extends Model {
     }
     if (count === 0) throw new InvalidArgumentError('Expected a text of at least two tokens for perplexity');
     return { perplexity: Math.exp(nll / count), nll: nll / count, tokens: count };
+  }
+
+  /**
+   * Perplexity of each text separately, all texts in ONE forward pass (a batch padded at the end, which cannot
+   * change the real tokens' logits because attention is causal), so a batch gives the same numbers as separate
+   * `perplexity(text)` calls on texts that fit the context. Each text must have 2 to `maxSequenceLength` tokens
+   * (longer texts: {@link perplexity} with windows).
+   * @example
+   * ```ts
+   * const [a, b] = await model.perplexityBatch(['Lily went to the park.', 'The dog ran home.']);
+   * console.log(a.perplexity, b.perplexity);
+   * ```
+   * @throws InvalidArgumentError for an empty list or a text of fewer than 2 or more than maxSequenceLength tokens.
+   */
+  async perplexityBatch(
+    texts: Array<string | ArrayLike<number>>,
+    options: { addBos?: boolean } = {},
+  ): Promise<Array<{ perplexity: number; nll: number; tokens: number }>> {
+    if (!Array.isArray(texts) || texts.length === 0) {
+      throw new InvalidArgumentError(`Expected a non-empty array of texts for texts but received ${describe(texts)}`);
+    }
+    const seqs = texts.map((t) => this.promptIds(t, options.addBos ?? true));
+    seqs.forEach((s, i) => {
+      if (s.length < 2 || s.length > this.arch.maxSequenceLength) {
+        throw new InvalidArgumentError(`Expected 2 to ${this.arch.maxSequenceLength} tokens (the context) for texts[${i}] but received ${s.length}`);
+      }
+    });
+    const B = seqs.length;
+    const T = Math.max(...seqs.map((s) => s.length));
+    const ids = new Int32Array(B * T); // padding id 0 after each text: causal attention keeps it out
+    seqs.forEach((s, b) => ids.set(s, b * T));
+    const logits = ((await this.predict(new Tensor('int32', [B, T], ids), { batchSize: B })) as Tensor).data as Float32Array;
+    const V = this.arch.vocabularySize;
+    const { exp, log } = Math;
+    return seqs.map((s, b) => {
+      let nll = 0;
+      for (let p = 1; p < s.length; p++) nll += tokenNll(logits.subarray((b * T + p - 1) * V, (b * T + p) * V), s[p], exp, log);
+      nll /= s.length - 1;
+      return { perplexity: Math.exp(nll), nll, tokens: s.length - 1 };
+    });
+  }
+
+  /**
+   * Sentence embeddings: the final hidden state (after the last RMSNorm, before the output head) pooled over the
+   * tokens of each text — `'mean'` (default) over every token, or `'last'` (the last token, which has seen the
+   * whole text). Returns `[texts, hiddenDim]`, one row per text (a single text gives one row). Several texts run
+   * as ONE forward pass: shorter rows are padded at the end, which cannot change the real tokens' states because
+   * attention is causal (so a batch equals separate calls); `normalize: true` scales each row to unit L2 norm.
+   * @example
+   * ```ts
+   * const e = await model.embed(['Lily liked the park.', 'The dog ran home.'], { normalize: true }); // [2, 64]
+   * const cosine = e.data.slice(0, 64).reduce((s, v, i) => s + v * e.data[64 + i], 0);
+   * ```
+   * @throws InvalidArgumentError for an empty list, a text longer than the context, or a bad option.
+   */
+  async embed(
+    text: string | ArrayLike<number> | Array<string | ArrayLike<number>>,
+    options: { pooling?: 'mean' | 'last'; normalize?: boolean; addBos?: boolean } = {},
+  ): Promise<Tensor<'float32'>> {
+    const pooling = options.pooling ?? 'mean';
+    if (pooling !== 'mean' && pooling !== 'last') {
+      throw new InvalidArgumentError(`Expected 'mean' or 'last' for pooling but received ${describe(options.pooling)}`);
+    }
+    if (Array.isArray(text) && text.length === 0) throw new InvalidArgumentError('Expected at least one text (or token) for text but received an empty array');
+    const many = Array.isArray(text) && text.some((t) => typeof t === 'string' || typeof t === 'object');
+    const texts = many ? (text as Array<string | ArrayLike<number>>) : [text as string | ArrayLike<number>];
+    const seqs = texts.map((t) => this.promptIds(t, options.addBos ?? true));
+    const T = Math.max(...seqs.map((s) => s.length));
+    if (T > this.arch.maxSequenceLength) {
+      const i = seqs.findIndex((s) => s.length === T);
+      throw new InvalidArgumentError(`Expected at most maxSequenceLength (${this.arch.maxSequenceLength}) tokens for text ${i} but received ${T}`);
+    }
+    if (!this.built) await this.build();
+    const B = seqs.length;
+    const ids = new Int32Array(B * T); // padding id 0: causal attention keeps it out of the real tokens
+    seqs.forEach((s, b) => ids.set(s, b * T));
+    let x = (await this.tokenEmbedding.apply(new Tensor('int32', [B, T], ids))) as Tensor<'float32'>;
+    for (const blk of this.decoderBlocks) x = (await blk.apply(x)) as Tensor<'float32'>;
+    const h = (await this.applyFinalNorm(x)).data as Float32Array;
+    const D = this.arch.hiddenDim;
+    const out = new Float32Array(B * D);
+    for (let b = 0; b < B; b++) {
+      const n = seqs[b].length;
+      const row = out.subarray(b * D, (b + 1) * D);
+      const from = pooling === 'last' ? n - 1 : 0;
+      for (let t = from; t < n; t++) {
+        const src = h.subarray((b * T + t) * D, (b * T + t + 1) * D);
+        for (let j = 0; j < D; j++) row[j] += src[j];
+      }
+      const div = n - from;
+      let norm = 0;
+      for (let j = 0; j < D; j++) {
+        row[j] /= div;
+        norm += row[j] * row[j];
+      }
+      if (options.normalize && norm > 0) {
+        const s = 1 / Math.sqrt(norm);
+        for (let j = 0; j < D; j++) row[j] *= s;
+      }
+    }
+    return new Tensor('float32', [B, D], out);
   }
 
   /**
@@ -1122,6 +1218,16 @@ export interface GenerateChunk {
   token: number;
   /** The text this token adds (may be empty while a multi-byte character is incomplete). */
   text: string;
+}
+
+/** -log softmax(row)[target], computed stably (the max is subtracted). */
+function tokenNll(row: Float32Array, target: number, exp: (x: number) => number, log: (x: number) => number): number {
+  const V = row.length;
+  let mx = -Infinity;
+  for (let j = 0; j < V; j++) if (row[j] > mx) mx = row[j];
+  let sum = 0;
+  for (let j = 0; j < V; j++) sum += exp(row[j] - mx);
+  return log(sum) + mx - row[target];
 }
 
 function f32Softmax(logits: Float32Array): Float32Array {
