@@ -29,5 +29,5 @@ export { applySymbolic, FunctionalGraph, serializeLayer, deserializeLayer, rebui
 export type { ApplySymbolicOptions, FromConfigOptions, KerasClassInfo } from './graph';
 export { QuantizationReport } from './report';
 export type { QuantizedEntry, SkippedEntry, ErrorEntry, GptqLayerEntry } from './report';
-export { LlamaCausalLM, LlamaDecoderBlock, LlamaKVCache, XorShiftRng } from './llama';
+export { LlamaCausalLM, LlamaDecodeBatcher, LlamaDecoderBlock, LlamaKVCache, XorShiftRng } from './llama';
 export type { LlamaArchitecture, LlamaCausalLMOptions, LlamaBlockCallOptions, LlamaDecoderBlockOptions, LlamaLayerCache, LlamaTokenizerLike, GenerateOptions, GenerateResult, GenerateChunk } from './llama';

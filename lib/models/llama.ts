@@ -85,8 +85,12 @@ export class LlamaKVCache {
 
 /** Options of {@link LlamaDecoderBlock.call}. */
 export interface LlamaBlockCallOptions {
-  /** Cache of this layer (generation); without it the block attends within its input (positions 0..T-1). */
-  cache?: LlamaLayerCache | null;
+  /**
+   * Cache of this layer (generation); without it the block attends within its input (positions 0..T-1). One
+   * cache holds rows `[batch, kvHeads, maxSeq, headDim]` (see `cacheRows`); an array gives each input row its own
+   * single-sequence cache (`[kvHeads, maxSeq, headDim]`), so independent sequences can run as one batch.
+   */
+  cache?: LlamaLayerCache | LlamaLayerCache[] | null;
   /** Cache geometry (with `cache`). */
   maxSeq?: number;
   /**
@@ -230,11 +234,16 @@ export class LlamaDecoderBlock extends CompositeLayer {
     const starts = new Int32Array(B);
     const rows = new Int32Array(B);
     const sp = cache ? (options.startPos ?? 0) : 0;
-    const cacheBatch = cache ? Math.floor(cache.k.length / Math.max(1, seqCache)) : B;
+    const caches = Array.isArray(cache) ? cache : null;
+    if (caches && (caches.length !== B || caches.some((c) => !c || c.k.length !== seqCache || c.v.length !== seqCache))) {
+      throw new InvalidArgumentError(`Expected ${B} single-sequence caches of ${seqCache} values (one per input row) for cache of layer '${this.name}' but received ${describe(cache)}`);
+    }
+    const cacheBatch = caches ? B : cache ? Math.floor((cache as LlamaLayerCache).k.length / Math.max(1, seqCache)) : B;
     if (typeof sp !== 'number' && (sp === null || typeof sp !== 'object' || sp.length !== B)) {
       throw new InvalidArgumentError(`Expected a number or ${B} numbers (one per row) for startPos of layer '${this.name}' but received ${describe(sp)}`);
     }
     const cr = cache ? (options.cacheRows ?? null) : null;
+    if (caches && cr !== null) throw new InvalidArgumentError(`Expected no cacheRows with one cache per row for cacheRows of layer '${this.name}' but received ${describe(cr)}`);
     if (cr !== null && (typeof cr !== 'object' || cr.length !== B)) {
       throw new InvalidArgumentError(`Expected ${B} cache rows (one per input row) for cacheRows of layer '${this.name}' but received ${describe(cr)}`);
     }
@@ -262,12 +271,14 @@ export class LlamaDecoderBlock extends CompositeLayer {
     await rope(q, positions, { headDim: hd, theta: this.ropeMaxWavelength });
     await rope(k, positions, { headDim: hd, theta: this.ropeMaxWavelength });
     // per sequence: write K/V into its [KV, maxSeq, hd] cache view, then causal attention over it
-    const kc = cache ? cache.k : new Float32Array(B * seqCache);
-    const vc = cache ? cache.v : new Float32Array(B * seqCache);
+    const kc = caches ? null : cache ? (cache as LlamaLayerCache).k : new Float32Array(B * seqCache);
+    const vc = caches ? null : cache ? (cache as LlamaLayerCache).v : new Float32Array(B * seqCache);
     const att = new Float32Array(B * T * H * hd);
     for (let b = 0; b < B; b++) {
       const r = rows[b];
-      const view = { k: kc.subarray(r * seqCache, (r + 1) * seqCache), v: vc.subarray(r * seqCache, (r + 1) * seqCache), kvHeads: KV, maxSeq, headDim: hd };
+      const rowK = caches ? caches[b].k : (kc as Float32Array).subarray(r * seqCache, (r + 1) * seqCache);
+      const rowV = caches ? caches[b].v : (vc as Float32Array).subarray(r * seqCache, (r + 1) * seqCache);
+      const view = { k: rowK, v: rowV, kvHeads: KV, maxSeq, headDim: hd };
       await kvCacheWrite(view, k.subarray(b * T * KV * hd, (b + 1) * T * KV * hd), v.subarray(b * T * KV * hd, (b + 1) * T * KV * hd), starts[b]);
       await attentionDecode(q.subarray(b * T * H * hd, (b + 1) * T * H * hd), view, { heads: H, startPos: starts[b], out: att.subarray(b * T * H * hd, (b + 1) * T * H * hd) });
     }
@@ -500,6 +511,49 @@ export class LlamaCausalLM extends Model {
     return new LlamaKVCache(a.numLayers, batch, a.numKeyValueHeads, maxSeq, a.hiddenDim / a.numQueryHeads);
   }
 
+  /**
+   * One decoding step for several independent sequences, each with its own single-sequence cache (`newCache(1)`)
+   * at its own position: `tokens[i]` is appended to `caches[i]`, which advances by one, and the logits of every
+   * row come back as `[rows, vocab]`. The projections run as one batch (what makes serving many streams faster
+   * than stepping them one by one); RoPE and attention run per row at the row's position.
+   * {@link LlamaDecodeBatcher} groups the steps of concurrent `stream()` / `generate()` calls into such batches.
+   * @example
+   * ```ts
+   * const a = model.newCache(1), b = model.newCache(1);
+   * await model.forwardWithCache(new Tensor('int32', [1, 3], Int32Array.from([1, 403, 407])), a);
+   * await model.forwardWithCache(new Tensor('int32', [1, 1], Int32Array.from([1])), b);
+   * const logits = await model.decodeStep([500, 403], [a, b]); // [2, vocab]; a.length 4, b.length 2
+   * ```
+   */
+  async decodeStep(tokens: ArrayLike<number>, caches: LlamaKVCache[]): Promise<Float32Array> {
+    if (!Array.isArray(caches) || caches.length === 0 || !caches.every((c) => c instanceof LlamaKVCache && c.batch === 1)) {
+      throw new InvalidArgumentError(`Expected a non-empty array of single-sequence LlamaKVCache (newCache(1)) for caches but received ${describe(caches)}`);
+    }
+    if (!tokens || tokens.length !== caches.length) {
+      throw new InvalidArgumentError(`Expected one token per cache (${caches.length}) for tokens but received ${describe(tokens)}`);
+    }
+    if (new Set(caches).size !== caches.length) throw new InvalidArgumentError('Expected distinct caches for caches but the same cache appears twice');
+    const B = caches.length;
+    const maxSeq = caches[0].maxSeq;
+    caches.forEach((c, i) => {
+      if (c.maxSeq !== maxSeq || c.numLayers !== this.decoderBlocks.length) {
+        throw new InvalidArgumentError(`Expected caches of this model with the same capacity (${maxSeq}) but caches[${i}] differs`);
+      }
+      if (c.length + 1 > c.maxSeq) throw new InvalidArgumentError(`Expected caches[${i}] to have room for one more token but it is full (${c.maxSeq})`);
+    });
+    const ids = new Tensor('int32', [B, 1], Int32Array.from(tokens));
+    this.checkIds(ids);
+    if (!this.built) await this.build();
+    let x = (await this.tokenEmbedding.apply(ids)) as Tensor<'float32'>;
+    const starts = caches.map((c) => c.length);
+    for (let l = 0; l < this.decoderBlocks.length; l++) {
+      x = (await this.decoderBlocks[l].apply(x, { cache: caches.map((c) => c.layers[l]), maxSeq, startPos: starts })) as Tensor<'float32'>;
+    }
+    for (const c of caches) c.length += 1;
+    const h = await this.applyFinalNorm(x);
+    return ((await this.tokenEmbedding.apply(h, { reverse: true })) as Tensor<'float32'>).data as Float32Array;
+  }
+
   /** The tokenizer used by text prompts and perplexity (set by the importers and presets). */
   tokenizer: LlamaTokenizerLike | null = null;
 
@@ -605,7 +659,10 @@ export class LlamaCausalLM extends Model {
       }
       // tiny models run their ops inline (already settled promises): give the event loop a turn per token
       await new Promise<void>((resolve) => setImmediate(resolve));
-      if (st.tokens.length < o.maxNewTokens) logits = await this.forwardWithCache(new Tensor('int32', [1, 1], Int32Array.from([st.tokens[st.tokens.length - 1]])), cache);
+      if (st.tokens.length < o.maxNewTokens) {
+        const next = st.tokens[st.tokens.length - 1];
+        logits = o.batcher ? await o.batcher.step(this, next, cache) : await this.forwardWithCache(new Tensor('int32', [1, 1], Int32Array.from([next])), cache);
+      }
     }
     return LlamaCausalLM.result(st);
   }
@@ -1100,7 +1157,9 @@ registerLayer(LlamaDecoderBlock as unknown as LayerClass, 'LlamaDecoderBlock');
 // ---------------------------------------------------------------------------------------------------------------
 // Tokenizer, sampling, generation, perplexity
 
-function checkGenerateOptions(o: GenerateOptions): Required<Omit<GenerateOptions, 'signal' | 'onToken'>> & { signal: AbortSignal | null; onToken: ((chunk: GenerateChunk, index: number) => void) | null } {
+function checkGenerateOptions(
+  o: GenerateOptions,
+): Required<Omit<GenerateOptions, 'signal' | 'onToken' | 'batcher'>> & { signal: AbortSignal | null; onToken: ((chunk: GenerateChunk, index: number) => void) | null; batcher: LlamaDecodeBatcher | null } {
   if (o === null || typeof o !== 'object') throw new InvalidArgumentError(`Expected an options object for options but received ${describe(o)}`);
   const maxNewTokens = o.maxNewTokens ?? 64;
   if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new InvalidArgumentError(`Expected a non-negative integer for maxNewTokens but received ${describe(o.maxNewTokens)}`);
@@ -1118,7 +1177,9 @@ function checkGenerateOptions(o: GenerateOptions): Required<Omit<GenerateOptions
   }
   const onToken = o.onToken ?? null;
   if (onToken !== null && typeof onToken !== 'function') throw new InvalidArgumentError(`Expected a function for onToken but received ${describe(o.onToken)}`);
-  return { maxNewTokens, temperature, topK, topP, seed, stop, ignoreEos: o.ignoreEos ?? false, addBos: o.addBos ?? true, signal: o.signal ?? null, onToken };
+  const batcher = o.batcher ?? null;
+  if (batcher !== null && !(batcher instanceof LlamaDecodeBatcher)) throw new InvalidArgumentError(`Expected a LlamaDecodeBatcher for batcher but received ${describe(o.batcher)}`);
+  return { maxNewTokens, temperature, topK, topP, seed, stop, ignoreEos: o.ignoreEos ?? false, addBos: o.addBos ?? true, signal: o.signal ?? null, onToken, batcher };
 }
 
 /** What generation and perplexity need from a tokenizer (quantkit's llama2.c, GGUF and Hugging Face tokenizers). */
@@ -1183,7 +1244,75 @@ export interface GenerateOptions {
    * the prompt's position for an array of prompts decoded as a batch).
    */
   onToken?: ((chunk: GenerateChunk, index: number) => void) | null;
+  /**
+   * Run the decoding steps of a single-prompt call through a {@link LlamaDecodeBatcher}, which batches them with
+   * the steps of the other calls sharing it (a server's concurrent requests arriving at different times; an array
+   * of prompts given at once is batched without it). The tokens are those of an unbatched call up to float
+   * rounding (the batched projections may sum in another order).
+   */
+  batcher?: LlamaDecodeBatcher | null;
 }
+
+/**
+ * Batches the decoding steps of concurrent `generate()` / `stream()` calls on one model: each call's next step
+ * is queued and, once the event loop has let the other calls queue theirs, all of them run as one
+ * {@link LlamaCausalLM.decodeStep} (at most `maxBatch` rows). Streams join and leave at any step (continuous
+ * batching); each keeps its own KV cache, position, sampler and stop rules.
+ * @example
+ * ```ts
+ * const batcher = new LlamaDecodeBatcher({ maxBatch: 32 });
+ * const results = await Promise.all(prompts.map((p) => model.generate(p, { maxNewTokens: 32, batcher })));
+ * console.log(batcher.steps, batcher.rows); // forward passes run, rows decoded
+ * ```
+ */
+export class LlamaDecodeBatcher {
+  readonly maxBatch: number;
+  /** Batched forward passes run so far. */
+  steps = 0;
+  /** Rows (tokens) decoded so far. */
+  rows = 0;
+  private queue: Array<{ model: LlamaCausalLM; token: number; cache: LlamaKVCache; resolve: (l: Float32Array) => void; reject: (e: unknown) => void }> = [];
+  private scheduled = false;
+
+  constructor(options: { maxBatch?: number } = {}) {
+    const m = options?.maxBatch ?? 32;
+    if (!Number.isSafeInteger(m) || m < 1) throw new InvalidArgumentError(`Expected a positive integer for maxBatch but received ${describe(options?.maxBatch)}`);
+    this.maxBatch = m;
+  }
+
+  /** Queues one step (`token` appended to `cache`); resolves with that row's logits. */
+  step(model: LlamaCausalLM, token: number, cache: LlamaKVCache): Promise<Float32Array> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ model, token, cache, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    while (this.queue.length) {
+      // one model per batch (a batcher shared by several models runs each model's rows separately)
+      const model = this.queue[0].model;
+      const group: typeof this.queue = [];
+      const rest: typeof this.queue = [];
+      for (const j of this.queue) (j.model === model && group.length < this.maxBatch ? group : rest).push(j);
+      this.queue = rest;
+      try {
+        const logits = await model.decodeStep(group.map((j) => j.token), group.map((j) => j.cache));
+        const V = model.arch.vocabularySize;
+        this.steps++;
+        this.rows += group.length;
+        group.forEach((j, i) => j.resolve(logits.slice(i * V, (i + 1) * V)));
+      } catch (err) {
+        for (const j of group) j.reject(err);
+      }
+    }
+    this.scheduled = false;
+  }
+}
+
 
 /** The decoding state of one sequence. */
 interface DecodeRow {

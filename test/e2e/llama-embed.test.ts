@@ -1,8 +1,9 @@
-// LlamaCausalLM.embed (pooled final hidden states) and perplexityBatch (several texts in one padded forward pass),
-// on the real stories260K. The hidden states are checked through the model's own head: with tied embeddings the
-// logits are h · Eᵀ, so the pooled state times Eᵀ must equal the same pooling of predict()'s logits.
+// LlamaCausalLM.embed (pooled final hidden states), perplexityBatch (several texts in one padded forward pass) and
+// decodeStep / LlamaDecodeBatcher (the steps of concurrent generate calls in one batch), on the real stories260K.
+// The hidden states are checked through the model's own head: with tied embeddings the logits are h · Eᵀ, so the
+// pooled state times Eᵀ must equal the same pooling of predict()'s logits.
 import * as path from 'path';
-import { LlamaCausalLM, Tensor } from '../../lib';
+import { LlamaCausalLM, LlamaDecodeBatcher, Tensor } from '../../lib';
 
 const MODEL = path.join(__dirname, '..', '..', 'models', 'stories260K', 'stories260K.bin');
 let lm: LlamaCausalLM;
@@ -99,5 +100,56 @@ describe('perplexityBatch', () => {
     await expect(lm.perplexityBatch([])).rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT', message: expect.stringContaining('texts') });
     await expect(lm.perplexityBatch(['fine text', ''])).rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT', message: expect.stringContaining('texts[1]') });
     await expect(lm.perplexityBatch(['word '.repeat(600)])).rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT', message: expect.stringContaining('texts[0]') });
+  });
+});
+
+describe('decodeStep and LlamaDecodeBatcher', () => {
+  test('decodeStep: rows at different positions give the logits of separate forwardWithCache steps', async () => {
+    const prompts = [[1, 403, 407, 290], [1, 20], [1, 403, 407, 290, 300, 301, 302]];
+    const next = [500, 403, 7];
+    const batchCaches = [];
+    const want: Float32Array[] = [];
+    for (let i = 0; i < prompts.length; i++) {
+      const a = lm.newCache(1);
+      const b = lm.newCache(1);
+      for (const c of [a, b]) await lm.forwardWithCache(new Tensor('int32', [1, prompts[i].length], Int32Array.from(prompts[i])), c);
+      want.push(await lm.forwardWithCache(new Tensor('int32', [1, 1], Int32Array.from([next[i]])), a));
+      batchCaches.push(b);
+    }
+    const got = await lm.decodeStep(next, batchCaches);
+    const V = lm.arch.vocabularySize;
+    expect(got.length).toBe(3 * V);
+    batchCaches.forEach((c, i) => expect(c.length).toBe(prompts[i].length + 1));
+    for (let i = 0; i < 3; i++) for (let v = 0; v < V; v += 7) expect(got[i * V + v]).toBeCloseTo(want[i][v], 4);
+  });
+
+  test('concurrent generate calls through one batcher: the unbatched tokens, in fewer forward passes', async () => {
+    const prompts = ['Once upon a time', 'The cat', 'Lily was', 'One day, a little', 'Sue'];
+    const opts = { maxNewTokens: 20, ignoreEos: true };
+    const want: string[] = [];
+    for (const p of prompts) want.push((await lm.generate(p, opts)).tokens.join(','));
+    const sampled = (await lm.generate('The dog', { ...opts, temperature: 0.8, topP: 0.9, seed: 3 })).tokens.join(',');
+    const batcher = new LlamaDecodeBatcher({ maxBatch: 4 });
+    const got = await Promise.all([
+      ...prompts.map((p) => lm.generate(p, { ...opts, batcher })),
+      lm.generate('The dog', { ...opts, temperature: 0.8, topP: 0.9, seed: 3, batcher }),
+    ]);
+    expect(got.map((r) => r.tokens.join(','))).toEqual([...want, sampled]);
+    expect(batcher.rows).toBe(6 * 19);
+    expect(batcher.steps).toBeLessThan(batcher.rows / 2);
+    expect(batcher.steps).toBeGreaterThanOrEqual(Math.ceil(batcher.rows / 4)); // maxBatch holds
+  });
+
+  test('bad input is a QkError naming the argument', async () => {
+    const a = lm.newCache(1);
+    await expect(lm.decodeStep([1, 2], [a])).rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT', message: expect.stringContaining('tokens') });
+    await expect(lm.decodeStep([1, 2], [a, a])).rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT', message: expect.stringContaining('distinct') });
+    await expect(lm.decodeStep([1], [lm.newCache(2)])).rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT', message: expect.stringContaining('caches') });
+    await expect(lm.decodeStep([9999], [a])).rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT', message: expect.stringContaining('9999') });
+    const full = lm.newCache(1, 2);
+    full.length = 2;
+    await expect(lm.decodeStep([1], [full])).rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT', message: expect.stringContaining('full') });
+    expect(() => new LlamaDecodeBatcher({ maxBatch: 0 })).toThrow(/maxBatch/);
+    await expect(lm.generate('x', { batcher: {} as never })).rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT', message: expect.stringContaining('batcher') });
   });
 });
