@@ -48,6 +48,18 @@ test('POST /generate: the same tokens as model.generate, greedy and seeded sampl
   expect(s.tokens).toEqual(sampled.tokens);
 });
 
+test('POST /generate: concurrent requests decode in shared batches and return the unbatched tokens', async () => {
+  const prompts = ['Once upon a time', 'The cat', 'Lily was', 'One day, a little', 'Tom and his mom went to', 'Sue'];
+  const want: number[][] = [];
+  for (const p of prompts) want.push((await model.generate(p, { maxNewTokens: 16, ignoreEos: true })).tokens);
+  const before = JSON.parse(await (await fetch(`${base}/health`)).text()).batches.generate;
+  const got = await Promise.all(prompts.map((prompt) => post('/generate', { prompt, maxNewTokens: 16, ignoreEos: true })));
+  const after = JSON.parse(await (await fetch(`${base}/health`)).text()).batches.generate;
+  got.forEach((r, i) => expect(JSON.parse(r.text).tokens).toEqual(want[i]));
+  expect(after.rows - before.rows).toBe(prompts.length * 15); // the first token of each comes from its prompt pass
+  expect(after.batches - before.batches).toBeLessThan(prompts.length * 15);
+});
+
 test('POST /generate stream: NDJSON chunks, then SSE events, concatenate to the full text', async () => {
   const want = await model.generate('One day', { maxNewTokens: 10, ignoreEos: true });
   const nd = await post('/generate', { prompt: 'One day', maxNewTokens: 10, stream: true });
@@ -128,7 +140,7 @@ test('errors: 400 with QkError codes and messages naming the argument, 404, 405,
   await new Promise<void>((r) => big.server.listen(0, '127.0.0.1', r));
   const res = await fetch(`http://127.0.0.1:${(big.server.address() as AddressInfo).port}/embed`, { method: 'POST', body: JSON.stringify({ text: 'word '.repeat(700) }) });
   expect(res.status).toBe(400);
-  expect((await res.json()).error.message).toMatch(/at most 512 tokens/);
+  expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/at most 512 tokens/);
   await big.close();
   // the server still works after all that
   expect((await post('/perplexity', { text: 'The end.' })).status).toBe(200);
