@@ -33,6 +33,7 @@ const LEGACY = [
   { name: 'dense-gptq', file: 'dense-gptq.js', about: 'dense_gptq 2/3/4/8-bit vs dense_w4g and fp32' },
   { name: 'gptq', file: 'gptq.js', about: 'GPTQ quantization time of one layer, Hessian throughput' },
   { name: 'llama-ops', file: 'llama-ops.js', about: 'Llama float-path kernels (attention, rmsnorm, rope, ...)' },
+  { name: 'load', file: 'load.js', about: 'examples/server.js under autocannon: req/s, p50/p99 at 1/8/32 clients, float32 vs int8 vs int4 (= npm run bench:load)' },
 ];
 
 function ensurePeers() {
