@@ -26,7 +26,7 @@ const MODEL = path.join(ROOT, 'models', 'stories260K', 'stories260K.bin');
 const TEXT = path.join(ROOT, 'models', 'stories260K', 'tinystories_valid_head.txt');
 
 /**
- * Bounds (docs/reliability-soak.md has the measurements behind them). RSS climbs during the first ~30 cycles (the
+ * Bounds (docs/serving.md, "Soak", has the measurements behind them). RSS climbs during the first ~30 cycles (the
  * allocator's arenas for the worker threads, V8's heap reaching its working size), then stays flat to within
  * ~+-3 MiB over 150 further cycles (measured: 199.7 MiB after cycle 30, 201.2 MiB after cycle 186), except for an
  * occasional one-time step of ~10 MiB (heap growth) that can land just after the warm-up. A leak of one
@@ -111,11 +111,13 @@ async function cycle(i, ctx) {
   dispose(lm);
 }
 
-function randn(n, seed) {
-  let s = seed >>> 0;
-  const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 0.5) / 2 ** 32;
+/** Deterministic pseudo-random values in (-1, 1) (the fractional part of a scaled sine, a classic shader hash). */
+function noise(n, seed) {
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+  for (let i = 0; i < n; i++) {
+    const v = Math.sin(i * 12.9898 + seed * 78.233) * 43758.5453;
+    out[i] = 2 * (v - Math.floor(v)) - 1;
+  }
   return out;
 }
 
@@ -145,16 +147,16 @@ async function eventLoopPhase(ctx) {
   out.push(await underMonitor('idle (baseline: no work)', () => new Promise((r) => setTimeout(r, 1000))));
   // GPTQ of a 2048 x 2048 Dense kernel: the Hessian of 1024 rows of activations, then the column sweep
   const IN = 2048;
-  const X = new qk.Tensor('float32', [1024, IN], randn(1024 * IN, 7));
-  const W = new qk.Tensor('float32', [IN, 2048], randn(IN * 2048, 8).map((v) => v * 0.02));
+  const X = new qk.Tensor('float32', [1024, IN], noise(1024 * IN, 7));
+  const W = new qk.Tensor('float32', [IN, 2048], noise(IN * 2048, 8).map((v) => v * 0.02));
   out.push(
     await underMonitor('gptq 2048x2048 (Hessian of 1024 rows + quantize, 4-bit g128)', async () => {
       const { hessian } = await qk.gptqHessian([X]);
       await qk.gptqQuantizeMatrix(W, hessian, { weightBits: 4, groupSize: 128 });
     }),
   );
-  const A = new qk.Tensor('float32', [1024, 4096], randn(1024 * 4096, 9));
-  const B = new qk.Tensor('float32', [4096, 4096], randn(4096 * 4096, 10));
+  const A = new qk.Tensor('float32', [1024, 4096], noise(1024 * 4096, 9));
+  const B = new qk.Tensor('float32', [4096, 4096], noise(4096 * 4096, 10));
   out.push(await underMonitor('matmul 1024x4096x4096 (float32)', () => qk.matmul(A, B)));
   const lm = await qk.LlamaCausalLM.fromFile(MODEL);
   out.push(await underMonitor(`perplexity of ${ctx.heldOut.length} held-out characters (stories260K, 256-token windows)`, () => lm.perplexity(ctx.heldOut, { window: 256 })));
@@ -170,7 +172,7 @@ async function main() {
   const blocks = text.split(/\n\s*\n/).filter((b) => b.trim().length > 0);
   const ctx = {
     kerasFile: path.join(tmp, 'small.keras'),
-    x: new qk.Tensor('float32', [8, 64], randn(8 * 64, 3)),
+    x: new qk.Tensor('float32', [8, 64], noise(8 * 64, 3)),
     calibration: blocks.slice(0, 40),
     evalText: blocks.slice(2000, 2004).join('\n'),
     heldOut: blocks.slice(2100, 2100 + 120).join('\n'),
