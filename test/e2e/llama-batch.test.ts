@@ -2,7 +2,7 @@
 // must give, row by row, exactly what separate generate() calls give — greedy and seeded sampling, rows of
 // different prompt lengths that stop at different steps (EOS, stop strings, maxNewTokens, the context limit).
 import * as path from 'path';
-import { LlamaCausalLM } from '../../lib';
+import { GenerateResult, LlamaCausalLM } from '../../lib';
 
 const MODEL = path.join(__dirname, '..', '..', 'models', 'stories260K', 'stories260K.bin');
 const prompts = ['Once upon a time', 'The cat', 'Lily was very', 'One day, a little boy named Tom went to the park', 'She'];
@@ -20,7 +20,7 @@ describe('LlamaCausalLM.generate with an array of prompts', () => {
     ['up to EOS', { maxNewTokens: 250 }],
   ];
   test.each(cases)('%s: every row equals its own generate() call', async (_name, opts) => {
-    const seq = [];
+    const seq: GenerateResult[] = [];
     for (const p of prompts) seq.push(await lm.generate(p, opts));
     const seen: Array<number[]> = prompts.map(() => []);
     const bat = await lm.generate(prompts, { ...opts, onToken: (c, i) => seen[i].push(c.token) });
