@@ -73,7 +73,7 @@ inline __mmask16 mask16(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : n <= 0
 
 // ---- weight panel ----------------------------------------------------------------------------------------------
 
-constexpr int64_t kPrefetchRows = 24;  // panel packing: rows ahead
+constexpr int64_t kPrefetchRows = 64;  // panel packing: rows ahead
 
 struct Format {
   const uint8_t* w;
@@ -114,7 +114,7 @@ VbmiTables make_vbmi_tables(int bits) {
 }
 
 __attribute__((target("avx512vbmi"))) inline __m512i row_levels_vbmi(const Format& f, const VbmiTables& t, int64_t k,
-                                                                      int64_t j0, int64_t n) {
+                                                                      int64_t j0) {
   const uint8_t* row = f.w + k * f.rb;
   // j0 is a multiple of 64, so the block starts at byte bits * j0 / 8 = 8 * bits * (j0 / 64).
   const int64_t b0 = f.bits * j0 / 8;
@@ -127,12 +127,11 @@ __attribute__((target("avx512vbmi"))) inline __m512i row_levels_vbmi(const Forma
   const __m512i spread = _mm512_permutexvar_epi8(_mm512_load_si512(t.perm), raw);
   const __m512i lv = _mm512_multishift_epi64_epi8(_mm512_load_si512(t.shift), spread);
   const __m512i m = _mm512_set1_epi8(static_cast<char>((1 << f.bits) - 1));
-  (void)n;
   if (f.keras_signed) return _mm512_ternarylogic_epi32(lv, m, _mm512_set1_epi8(8), 0x6A);  // (a & b) ^ c
   return _mm512_and_si512(lv, m);
 }
 
-inline void interleave_store(__m512i r0, __m512i r1, __m512i r2, __m512i r3, uint8_t* dst) {
+__attribute__((always_inline)) inline void interleave_store(__m512i r0, __m512i r1, __m512i r2, __m512i r3, uint8_t* dst) {
   const __m512i t0 = _mm512_unpacklo_epi8(r0, r1), t1 = _mm512_unpackhi_epi8(r0, r1);
   const __m512i t2 = _mm512_unpacklo_epi8(r2, r3), t3 = _mm512_unpackhi_epi8(r2, r3);
   _mm512_store_si512(dst, _mm512_unpacklo_epi16(t0, t2));
@@ -144,33 +143,50 @@ inline void interleave_store(__m512i r0, __m512i r1, __m512i r2, __m512i r3, uin
 // Column of panel position p (vector a = p / 16, dword d = p % 16): 16 * (d / 4) + 4 * a + d % 4.
 inline int panel_col(int p) { return 16 * ((p % 16) / 4) + 4 * (p / 16) + p % 4; }
 
-// The panel of one block, row(k) giving the level bytes of input k (always inlined, so the VBMI instance is
-// compiled with VBMI and the scalar one without).
+// The panels of S adjacent blocks (panel s at panel + s * Kp * 64), row(k, s) giving the level bytes of input k
+// in block s. The S blocks are packed in the same pass over the rows, so a cache line of a row (which holds
+// 64 * 8 / bits columns) is fetched once, not once per block (the row walk is latency bound: rows are a row
+// stride apart). Always inlined, so the VBMI instance is compiled with VBMI and the scalar one without.
 template <class RowFn>
-__attribute__((always_inline)) inline void pack_panel_body(const Groups& gr, const RowFn& row_at, uint8_t* panel) {
-  const auto row = [&](int64_t k, int64_t kend) -> __m512i {
-    return k < kend ? row_at(k) : _mm512_setzero_si512();
-  };
+__attribute__((always_inline)) inline void pack_panel_body(const Groups& gr, int S, const RowFn& row_at,
+                                                           uint8_t* panel) {
   uint8_t* dst = panel;
   for (int64_t g = 0; g < gr.G; ++g) {
     const int64_t k0 = gr.start(g), k1 = gr.end(g);
     for (int64_t k = k0; k < k0 + gr.plen(g); k += 4) {
-      interleave_store(row(k, k1), row(k + 1, k1), row(k + 2, k1), row(k + 3, k1), dst);
+      for (int sb = 0; sb < S; ++sb) {
+        const auto row = [&](int64_t kk) -> __m512i { return kk < k1 ? row_at(kk, sb) : _mm512_setzero_si512(); };
+        interleave_store(row(k), row(k + 1), row(k + 2), row(k + 3), dst + sb * gr.Kp * kNB);
+      }
       dst += 256;
     }
   }
 }
 
-__attribute__((target("avx512vbmi"))) void pack_panel_vbmi(const Format& f, const Groups& gr, int64_t j0,
+// The VBMI instance spelled out (not through pack_panel_body: a lambda there would not be compiled with VBMI and
+// the row expansion could not be inlined into it; a call per row spills every zmm register).
+__attribute__((target("avx512vbmi"))) void pack_panel_vbmi(const Format& f, const Groups& gr, int64_t j0, int S,
                                                            uint8_t* panel) {
-  const int64_t n = std::min<int64_t>(kNB, f.N - j0);
   const VbmiTables tabs = make_vbmi_tables(f.bits);  // a local (a thread_local would cost a TLS lookup per row)
-  pack_panel_body(gr, [&](int64_t k) { return row_levels_vbmi(f, tabs, k, j0, n); }, panel);
+  uint8_t* dst = panel;
+  for (int64_t g = 0; g < gr.G; ++g) {
+    const int64_t k0 = gr.start(g), k1 = gr.end(g);
+    for (int64_t k = k0; k < k0 + gr.plen(g); k += 4) {
+      for (int sb = 0; sb < S; ++sb) {
+        const int64_t jb = j0 + sb * kNB;
+        __m512i r[4];
+        for (int i = 0; i < 4; ++i) r[i] = k + i < k1 ? row_levels_vbmi(f, tabs, k + i, jb) : _mm512_setzero_si512();
+        interleave_store(r[0], r[1], r[2], r[3], dst + sb * gr.Kp * kNB);
+      }
+      dst += 256;
+    }
+  }
 }
 
-void pack_panel_scalar(const Format& f, const Groups& gr, int64_t j0, uint8_t* panel) {
-  const int64_t n = std::min<int64_t>(kNB, f.N - j0);
-  pack_panel_body(gr, [&](int64_t k) { return row_levels_scalar(f, k, j0, n); }, panel);
+void pack_panel_scalar(const Format& f, const Groups& gr, int64_t j0, int S, uint8_t* panel) {
+  pack_panel_body(gr, S, [&](int64_t k, int sb) {
+    return row_levels_scalar(f, k, j0 + sb * kNB, std::min<int64_t>(kNB, f.N - j0 - sb * kNB));
+  }, panel);
 }
 
 // Scales and -c in panel order, [G, 64]; columns past N get 0.
@@ -383,14 +399,22 @@ Status dense_lowbit_a8(int64_t M, int64_t N, int64_t K, const float* x, const ui
   // 2./3. column blocks
   const Format fmt{w, N, K, gptq_runtime_row_bytes(N, bits), bits, keras_signed};
   const int64_t nblocks = (N + kNB - 1) / kNB;
+  // Blocks per task: a row's cache line holds 512 / bits columns; up to 1.5 MB of panels (L2 is 2 MB per core on
+  // the machines this targets), and at least 2 tasks per thread when N allows.
+  int S = std::max(1, 8 / bits);
+  while (S > 1 && (S * Kp * kNB > (int64_t{3} << 19) ||
+                   (pool != nullptr && (nblocks + S - 1) / S < 2 * pool->num_threads()))) {
+    --S;
+  }
+  const int64_t ntasks = (nblocks + S - 1) / S;
   const bool vbmi = cpu_has_vbmi();
   std::atomic<bool> oom{false};
-  const auto block = [&](int64_t nbk) {
-    static thread_local std::vector<uint8_t, std::allocator<uint8_t>> panel_buf;
+  const auto task = [&](int64_t t) {
+    static thread_local std::vector<uint8_t> panel_buf;
     static thread_local std::vector<float> params_buf;
     static thread_local std::vector<float> ftile_buf;
     try {
-      if (panel_buf.size() < static_cast<size_t>(Kp * kNB + 64)) panel_buf.resize(static_cast<size_t>(Kp * kNB + 64));
+      if (panel_buf.size() < static_cast<size_t>(S * Kp * kNB + 64)) panel_buf.resize(static_cast<size_t>(S * Kp * kNB + 64));
       if (params_buf.size() < static_cast<size_t>(2 * G * kNB + 16)) params_buf.resize(static_cast<size_t>(2 * G * kNB + 16));
       if (ftile_buf.size() < static_cast<size_t>(kMR * kNB + 16)) ftile_buf.resize(static_cast<size_t>(kMR * kNB + 16));
     } catch (...) {
@@ -401,37 +425,42 @@ Status dense_lowbit_a8(int64_t M, int64_t N, int64_t K, const float* x, const ui
       using T = std::remove_pointer_t<decltype(p)>;
       return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t{63});
     };
-    uint8_t* panel = align64(panel_buf.data());
+    uint8_t* panels = align64(panel_buf.data());
     float* sp = align64(params_buf.data());
     float* cp = sp + G * kNB;
     float* ft = align64(ftile_buf.data());
-    const int64_t j0 = nbk * kNB;
-    const int64_t n = std::min<int64_t>(kNB, N - j0);
+    const int64_t jt = t * S * kNB;
+    const int nsb = static_cast<int>(std::min<int64_t>(S, nblocks - t * S));
     if (vbmi) {
-      pack_panel_vbmi(fmt, gr, j0, panel);
+      pack_panel_vbmi(fmt, gr, jt, nsb, panels);
     } else {
-      pack_panel_scalar(fmt, gr, j0, panel);
+      pack_panel_scalar(fmt, gr, jt, nsb, panels);
     }
-    pack_group_params(scale, zero, keras_signed, N, G, j0, sp, cp);
-    for (int64_t i0 = 0; i0 < M; i0 += kMR) {
-      const int rows = static_cast<int>(std::min<int64_t>(kMR, M - i0));
-      const int8_t* xr = xq.data() + i0 * Kp;
-      const float* rr = rsf.data() + i0 * G;
-      switch (rows) {
-        case 6: tile<6>(xr, Kp, rr, G, gr, panel, sp, cp, ft); break;
-        case 5: tile<5>(xr, Kp, rr, G, gr, panel, sp, cp, ft); break;
-        case 4: tile<4>(xr, Kp, rr, G, gr, panel, sp, cp, ft); break;
-        case 3: tile<3>(xr, Kp, rr, G, gr, panel, sp, cp, ft); break;
-        case 2: tile<2>(xr, Kp, rr, G, gr, panel, sp, cp, ft); break;
-        default: tile<1>(xr, Kp, rr, G, gr, panel, sp, cp, ft); break;
+    for (int sb = 0; sb < nsb; ++sb) {
+      const int64_t j0 = jt + sb * kNB;
+      const int64_t n = std::min<int64_t>(kNB, N - j0);
+      const uint8_t* panel = panels + sb * Kp * kNB;
+      pack_group_params(scale, zero, keras_signed, N, G, j0, sp, cp);
+      for (int64_t i0 = 0; i0 < M; i0 += kMR) {
+        const int rows = static_cast<int>(std::min<int64_t>(kMR, M - i0));
+        const int8_t* xr = xq.data() + i0 * Kp;
+        const float* rr = rsf.data() + i0 * G;
+        switch (rows) {
+          case 6: tile<6>(xr, Kp, rr, G, gr, panel, sp, cp, ft); break;
+          case 5: tile<5>(xr, Kp, rr, G, gr, panel, sp, cp, ft); break;
+          case 4: tile<4>(xr, Kp, rr, G, gr, panel, sp, cp, ft); break;
+          case 3: tile<3>(xr, Kp, rr, G, gr, panel, sp, cp, ft); break;
+          case 2: tile<2>(xr, Kp, rr, G, gr, panel, sp, cp, ft); break;
+          default: tile<1>(xr, Kp, rr, G, gr, panel, sp, cp, ft); break;
+        }
+        for (int r = 0; r < rows; ++r) write_row(ft + r * kNB, sx[i0 + r], bias, j0, n, y + (i0 + r) * N);
       }
-      for (int r = 0; r < rows; ++r) write_row(ft + r * kNB, sx[i0 + r], bias, j0, n, y + (i0 + r) * N);
     }
   };
-  if (pool != nullptr && nblocks > 1) {
-    pool->run(nblocks, block);
+  if (pool != nullptr && ntasks > 1) {
+    pool->run(ntasks, task);
   } else {
-    for (int64_t b = 0; b < nblocks; ++b) block(b);
+    for (int64_t t = 0; t < ntasks; ++t) task(t);
   }
   return oom ? QK_STATUS_OUT_OF_MEMORY : kOk;
 }
