@@ -59,6 +59,36 @@ void expect_disjoint(Napi::Env env, const View& out, const char* out_name, const
 
 std::string oom(qk_status s) { return s == QK_STATUS_OUT_OF_MEMORY ? "Out of memory allocating Dense kernel scratch" : ""; }
 
+// The buffers of a grouped low-bit Dense forward (denseGptq, denseLowbitA8): optional bias [N], then exact lengths
+// (x [M*K], w K rows of ceil(bits*N/8) bytes, scale and zero [G*N], y [M*N]) and y disjoint from every input.
+struct GroupedDenseArgs {
+  View bias;
+  const float* bias_ptr = nullptr;
+};
+GroupedDenseArgs check_grouped_dense(const Napi::CallbackInfo& info, size_t bias_arg, int64_t M, int64_t N, int64_t K,
+                                     int bits, int64_t group, const View& x, const View& wq, const char* wq_name,
+                                     const View& scale, const View& zero, const View& y) {
+  Napi::Env env = info.Env();
+  GroupedDenseArgs a;
+  if (!info[bias_arg].IsNull() && !info[bias_arg].IsUndefined()) {
+    a.bias = typed_array(info, bias_arg, "bias", {napi_float32_array});
+    expect_length(env, a.bias, N, "bias");
+    a.bias_ptr = static_cast<const float*>(a.bias.data);
+  }
+  expect_length(env, x, mul(env, M, K, "x"), "x");
+  expect_length(env, wq, mul(env, K, row_bytes(env, N, bits, wq_name), wq_name), wq_name);
+  const int64_t G = K / group + (K % group != 0 ? 1 : 0);
+  expect_length(env, scale, mul(env, G, N, "scale"), "scale");
+  expect_length(env, zero, mul(env, G, N, "zero"), "zero");
+  expect_length(env, y, mul(env, M, N, "y"), "y");
+  expect_disjoint(env, y, "y", x, "x");
+  expect_disjoint(env, y, "y", wq, wq_name);
+  expect_disjoint(env, y, "y", scale, "scale");
+  expect_disjoint(env, y, "y", zero, "zero");
+  expect_disjoint(env, y, "y", a.bias, "bias");
+  return a;
+}
+
 Napi::Value DenseGptq(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t M = dim(info, 0, "M"), N = dim(info, 1, "N"), K = dim(info, 2, "K");
@@ -69,27 +99,11 @@ Napi::Value DenseGptq(const Napi::CallbackInfo& info) {
   View zero = typed_array(info, 7, "zero", {napi_uint8_array});
   const int64_t group = dim(info, 8, "group");
   if (group < 1) throw_invalid(env, "Expected a group size >= 1 for group but received " + std::to_string(group));
-  View bias;
-  const float* bias_ptr = nullptr;
-  if (!info[9].IsNull() && !info[9].IsUndefined()) {
-    bias = typed_array(info, 9, "bias", {napi_float32_array});
-    expect_length(env, bias, N, "bias");
-    bias_ptr = static_cast<const float*>(bias.data);
-  }
   View y = typed_array(info, 10, "y", {napi_float32_array});
   const qk::KernelTable& k = kernels_arg(info, 11);
-
-  expect_length(env, x, mul(env, M, K, "x"), "x");
-  expect_length(env, wq, mul(env, K, row_bytes(env, N, bits, "wq"), "wq"), "wq");
-  const int64_t G = K / group + (K % group != 0 ? 1 : 0);
-  expect_length(env, scale, mul(env, G, N, "scale"), "scale");
-  expect_length(env, zero, mul(env, G, N, "zero"), "zero");
-  expect_length(env, y, mul(env, M, N, "y"), "y");
-  expect_disjoint(env, y, "y", x, "x");
-  expect_disjoint(env, y, "y", wq, "wq");
-  expect_disjoint(env, y, "y", scale, "scale");
-  expect_disjoint(env, y, "y", zero, "zero");
-  expect_disjoint(env, y, "y", bias, "bias");
+  GroupedDenseArgs a = check_grouped_dense(info, 9, M, N, K, bits, group, x, wq, "wq", scale, zero, y);
+  View& bias = a.bias;
+  const float* bias_ptr = a.bias_ptr;
 
   auto fn = k.dense_gptq;
   auto* xp = static_cast<const float*>(x.data);
@@ -192,27 +206,11 @@ Napi::Value DenseLowbitA8(const Napi::CallbackInfo& info) {
   if (std::min(group, K) > 65536) {
     throw_invalid(env, "Expected min(group, K) <= 65536 for group but received " + std::to_string(std::min(group, K)));
   }
-  View bias;
-  const float* bias_ptr = nullptr;
-  if (!info[10].IsNull() && !info[10].IsUndefined()) {
-    bias = typed_array(info, 10, "bias", {napi_float32_array});
-    expect_length(env, bias, N, "bias");
-    bias_ptr = static_cast<const float*>(bias.data);
-  }
   View y = typed_array(info, 11, "y", {napi_float32_array});
   const qk::KernelTable& k = kernels_arg(info, 12);
-
-  expect_length(env, x, mul(env, M, K, "x"), "x");
-  expect_length(env, wq, mul(env, K, row_bytes(env, N, bits, "w"), "w"), "w");
-  const int64_t G = K / group + (K % group != 0 ? 1 : 0);
-  expect_length(env, scale, mul(env, G, N, "scale"), "scale");
-  expect_length(env, zero, mul(env, G, N, "zero"), "zero");
-  expect_length(env, y, mul(env, M, N, "y"), "y");
-  expect_disjoint(env, y, "y", x, "x");
-  expect_disjoint(env, y, "y", wq, "w");
-  expect_disjoint(env, y, "y", scale, "scale");
-  expect_disjoint(env, y, "y", zero, "zero");
-  expect_disjoint(env, y, "y", bias, "bias");
+  GroupedDenseArgs a = check_grouped_dense(info, 10, M, N, K, bits, group, x, wq, "w", scale, zero, y);
+  View& bias = a.bias;
+  const float* bias_ptr = a.bias_ptr;
 
   auto fn = k.dense_lowbit_a8;
   auto* xp = static_cast<const float*>(x.data);
