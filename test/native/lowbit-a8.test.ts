@@ -124,7 +124,7 @@ test.each(OPT.length ? OPT : ['(no optimised ISA on this machine)'])('%s is bit-
 });
 
 test('the int8 path stays within the activation-rounding bound of the exact weight-only result', async () => {
-  for (const c of CASES.filter((x, i) => x.K > 0 && !x.keras && i % 2 === 0)) {
+  for (const c of CASES.filter((x, i) => x.K > 0 && !x.keras && i % 3 === 0)) {
     const d = makeCase(c);
     const got = await run(c, d, OPT.includes('avx512') ? 'avx512' : 'ref');
     const exact = new Float32Array(c.M * c.N);
