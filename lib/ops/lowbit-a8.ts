@@ -11,10 +11,22 @@
 import type { IsaName } from '../native/binding';
 import { loadNative } from '../native/load';
 
-/** Rows (M) from which the int8-compute path is chosen (the exact path stays faster below). */
+/**
+ * Rows (M) from which the int8-compute path is chosen (decode steps, M = 1, keep the exact path).
+ * @example
+ * ```ts
+ * const prefillTakesInt8Path = promptTokens >= LOWBIT_A8_MIN_ROWS;
+ * ```
+ */
 export const LOWBIT_A8_MIN_ROWS = 16;
 
-/** Options of the ops that can take the int8-compute path. */
+/**
+ * Options of the ops that can take the int8-compute path.
+ * @example
+ * ```ts
+ * const y = await denseGptq(x, weights, units, bias, { weightOnlyExact: true }); // Keras' weight-only numerics
+ * ```
+ */
 export interface WeightOnlyPathOptions {
   /** Keep the exact weight-only path at every M (default: `process.env.QK_WEIGHT_ONLY_EXACT === '1'`). */
   weightOnlyExact?: boolean;
