@@ -156,6 +156,9 @@ function makeFamilies(K, N) {
     });
   }
 
+  // int4 grouped and GPTQ raw ops follow lib/ops' automatic choice (the int8-compute path from 16 rows on AVX-512
+  // VNNI, lib/ops/lowbit-a8.ts); the `exact` rows keep the exact weight-only kernels (M >= 16 only; M = 1 is the same)
+  const a8 = (M) => M >= 16 && process.env.QK_WEIGHT_ONLY_EXACT !== '1' && native.lowbitA8Fast();
   // int4 grouped (g32, g128): kernel [K, N/2] (two signed nibbles per byte along N), scale/zero [G, N]
   for (const g of [32, 128]) {
     const G = Math.ceil(K / g);
@@ -164,7 +167,14 @@ function makeFamilies(K, N) {
       id: `int4g${g}`,
       parts: [['w', Int8Array, K * Math.ceil(N / 2)], ['s', Float32Array, G * N], ['z', Int8Array, G * N]],
       weightBytes: K * Math.ceil(N / 2) + G * N * 5,
-      raw: [{ mode: `int4 g${g}`, limit: 'int8', call: (M, x, y, p) => native.denseW4G(M, N, K, x, p.w, p.s, p.z, g, null, y) }],
+      raw: [
+        {
+          mode: `int4 g${g}`,
+          limit: 'int8',
+          call: (M, x, y, p) => (a8(M) ? native.denseLowbitA8(M, N, K, x, p.w, 4, true, p.s, p.z, g, null, y) : native.denseW4G(M, N, K, x, p.w, p.s, p.z, g, null, y)),
+        },
+        { mode: `int4 g${g} exact`, limit: 'int8', minM: 16, call: (M, x, y, p) => native.denseW4G(M, N, K, x, p.w, p.s, p.z, g, null, y) },
+      ],
       layers: [
         {
           mode: `int4 g${g}`,
@@ -182,7 +192,12 @@ function makeFamilies(K, N) {
     parts: [['w', Int8Array, K * Math.ceil(N / 2)], ['s', Float32Array, N]],
     weightBytes: K * Math.ceil(N / 2) + 4 * N,
     raw: [
-      { mode: 'int4 per-channel', limit: 'int8', call: (M, x, y, p) => native.denseW4(M, N, K, x, p.w, p.s, null, y) },
+      {
+        mode: 'int4 per-channel',
+        limit: 'int8',
+        call: (M, x, y, p) => (a8(M) ? native.denseW4A8(M, N, K, x, p.w, p.s, null, -127, 127, 1e-7, y) : native.denseW4(M, N, K, x, p.w, p.s, null, y)),
+      },
+      { mode: 'int4 per-channel exact', limit: 'int8', minM: 16, call: (M, x, y, p) => native.denseW4(M, N, K, x, p.w, p.s, null, y) },
       { mode: 'int4 pc W4A8', limit: 'int8', call: (M, x, y, p) => native.denseW4A8(M, N, K, x, p.w, p.s, null, -127, 127, 1e-7, y) },
     ],
     layers: [
@@ -205,7 +220,14 @@ function makeFamilies(K, N) {
       id: `gptq${bits}`,
       parts: [['wq', Uint8Array, K * qk.gptqRuntimeRowBytes(N, bits)], ['s', Float32Array, G * N], ['z', Uint8Array, G * N]],
       weightBytes: K * qk.gptqRuntimeRowBytes(N, bits) + G * N * 5,
-      raw: [{ mode: `gptq ${bits}-bit g128`, limit: 'int8', call: (M, x, y, p) => native.denseGptq(M, N, K, x, p.wq, bits, p.s, p.z, g, null, y) }],
+      raw: [
+        {
+          mode: `gptq ${bits}-bit g128`,
+          limit: 'int8',
+          call: (M, x, y, p) => (a8(M) ? native.denseLowbitA8(M, N, K, x, p.wq, bits, false, p.s, p.z, g, null, y) : native.denseGptq(M, N, K, x, p.wq, bits, p.s, p.z, g, null, y)),
+        },
+        { mode: `gptq ${bits}-bit g128 exact`, limit: 'int8', minM: 16, call: (M, x, y, p) => native.denseGptq(M, N, K, x, p.wq, bits, p.s, p.z, g, null, y) },
+      ],
       layers: [false, true].map((actOrder) => ({
         mode: `gptq ${bits}-bit g128${actOrder ? ' act-order' : ''}`,
         limit: 'int8',
@@ -278,6 +300,7 @@ async function benchQuantkit(K, N, xs) {
       const y = ys.get(M);
       const xt = new qk.Tensor('float32', [M, K], x);
       for (const r of f.raw) {
+        if (r.minM && M < r.minM) continue;
         const t = await C.timeit(() => r.call(M, x, y, p, ctx), budget(M));
         row(base(r.mode, r.limit, 'raw', r.note), M, t.ms, false, { runs: t.runs });
         if (f.id === 'fp32' && M === 16) out.fp32Y16 = Float32Array.from(y);
@@ -303,6 +326,7 @@ async function benchQuantkit(K, N, xs) {
       const x = xs.get(1);
       const y = ys.get(1);
       for (const r of f.raw) {
+        if (r.minM && r.minM > 1) continue;
         const t = await C.timeRotating((i) => r.call(1, x, y, pool[i], ctx), copies);
         row(base(r.mode, r.limit, 'raw', r.note), 1, t.ms, true, { runs: t.runs, copies });
       }

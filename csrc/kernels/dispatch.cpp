@@ -80,7 +80,8 @@ CpuFeatures detect() {
         ns::dense_w4, ns::dense_w4g, ns::dense_fp8, ns::hessian_accumulate, ns::hessian_finalize,      \
         ns::cholesky_lower, ns::triangular_inverse_lower, ns::cholesky_inverse_upper,                    \
         ns::gptq_quantize_matrix, ns::dense_gptq, ref::gptq_runtime_pack, ref::gptq_runtime_unpack,       \
-        ns::rmsnorm, ns::rope, ns::softmax_rows, ns::silu_mul, ns::attention_decode, ref::kv_cache_write  \
+        ns::rmsnorm, ns::rope, ns::softmax_rows, ns::silu_mul, ns::attention_decode, ref::kv_cache_write, \
+        ns::dense_lowbit_a8                                                                               \
   }
 
 const KernelTable kRefTable = QK_TABLE(ref, Isa::kRef);

@@ -8,9 +8,15 @@
 //   gptqRuntimePack(q: U8 [N*K], N, K, perm: I32 [K] | null, bits, dst: U8 [K*rowBytes], isa?)
 //       q: the levels [out, in] one per byte (each in [0, 2^bits - 1], checked); perm: runtime row k <- input perm[k]
 //   gptqRuntimeUnpack(src: U8 [K*rowBytes], N, K, bits, dst: U8 [K*N], isa?)
+//   denseLowbitA8(M, N, K, x: F32 [M*K], w: U8|I8 [K*rowBytes], bits, kerasSigned: boolean, scale: F32 [G*N],
+//                 zero: I8 [G*N] (kerasSigned) | U8 [G*N], group, bias: F32 [N] | null, y: F32 [M*N], isa?)
+//       the int8-compute path (qk/lowbit_a8.h) of int4 grouped (kerasSigned, bits 4) and GPTQ; min(group, K) must be
+//       <= 65536 (keeps the int32 group sums exact)
+//   lowbitA8Fast(isa?) -> boolean: whether that ISA's dense_lowbit_a8 is the fast VNNI variant (auto-selection)
 // with rowBytes = ceil(bits * N / 8). All return Promises.
 #include <napi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -53,6 +59,36 @@ void expect_disjoint(Napi::Env env, const View& out, const char* out_name, const
 
 std::string oom(qk_status s) { return s == QK_STATUS_OUT_OF_MEMORY ? "Out of memory allocating Dense kernel scratch" : ""; }
 
+// The buffers of a grouped low-bit Dense forward (denseGptq, denseLowbitA8): optional bias [N], then exact lengths
+// (x [M*K], w K rows of ceil(bits*N/8) bytes, scale and zero [G*N], y [M*N]) and y disjoint from every input.
+struct GroupedDenseArgs {
+  View bias;
+  const float* bias_ptr = nullptr;
+};
+GroupedDenseArgs check_grouped_dense(const Napi::CallbackInfo& info, size_t bias_arg, int64_t M, int64_t N, int64_t K,
+                                     int bits, int64_t group, const View& x, const View& wq, const char* wq_name,
+                                     const View& scale, const View& zero, const View& y) {
+  Napi::Env env = info.Env();
+  GroupedDenseArgs a;
+  if (!info[bias_arg].IsNull() && !info[bias_arg].IsUndefined()) {
+    a.bias = typed_array(info, bias_arg, "bias", {napi_float32_array});
+    expect_length(env, a.bias, N, "bias");
+    a.bias_ptr = static_cast<const float*>(a.bias.data);
+  }
+  expect_length(env, x, mul(env, M, K, "x"), "x");
+  expect_length(env, wq, mul(env, K, row_bytes(env, N, bits, wq_name), wq_name), wq_name);
+  const int64_t G = K / group + (K % group != 0 ? 1 : 0);
+  expect_length(env, scale, mul(env, G, N, "scale"), "scale");
+  expect_length(env, zero, mul(env, G, N, "zero"), "zero");
+  expect_length(env, y, mul(env, M, N, "y"), "y");
+  expect_disjoint(env, y, "y", x, "x");
+  expect_disjoint(env, y, "y", wq, wq_name);
+  expect_disjoint(env, y, "y", scale, "scale");
+  expect_disjoint(env, y, "y", zero, "zero");
+  expect_disjoint(env, y, "y", a.bias, "bias");
+  return a;
+}
+
 Napi::Value DenseGptq(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t M = dim(info, 0, "M"), N = dim(info, 1, "N"), K = dim(info, 2, "K");
@@ -63,27 +99,11 @@ Napi::Value DenseGptq(const Napi::CallbackInfo& info) {
   View zero = typed_array(info, 7, "zero", {napi_uint8_array});
   const int64_t group = dim(info, 8, "group");
   if (group < 1) throw_invalid(env, "Expected a group size >= 1 for group but received " + std::to_string(group));
-  View bias;
-  const float* bias_ptr = nullptr;
-  if (!info[9].IsNull() && !info[9].IsUndefined()) {
-    bias = typed_array(info, 9, "bias", {napi_float32_array});
-    expect_length(env, bias, N, "bias");
-    bias_ptr = static_cast<const float*>(bias.data);
-  }
   View y = typed_array(info, 10, "y", {napi_float32_array});
   const qk::KernelTable& k = kernels_arg(info, 11);
-
-  expect_length(env, x, mul(env, M, K, "x"), "x");
-  expect_length(env, wq, mul(env, K, row_bytes(env, N, bits, "wq"), "wq"), "wq");
-  const int64_t G = K / group + (K % group != 0 ? 1 : 0);
-  expect_length(env, scale, mul(env, G, N, "scale"), "scale");
-  expect_length(env, zero, mul(env, G, N, "zero"), "zero");
-  expect_length(env, y, mul(env, M, N, "y"), "y");
-  expect_disjoint(env, y, "y", x, "x");
-  expect_disjoint(env, y, "y", wq, "wq");
-  expect_disjoint(env, y, "y", scale, "scale");
-  expect_disjoint(env, y, "y", zero, "zero");
-  expect_disjoint(env, y, "y", bias, "bias");
+  GroupedDenseArgs a = check_grouped_dense(info, 9, M, N, K, bits, group, x, wq, "wq", scale, zero, y);
+  View& bias = a.bias;
+  const float* bias_ptr = a.bias_ptr;
 
   auto fn = k.dense_gptq;
   auto* xp = static_cast<const float*>(x.data);
@@ -169,11 +189,58 @@ Napi::Value GptqRuntimeUnpack(const Napi::CallbackInfo& info) {
   }, {&src, &dst});
 }
 
+Napi::Value DenseLowbitA8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t M = dim(info, 0, "M"), N = dim(info, 1, "N"), K = dim(info, 2, "K");
+  View x = typed_array(info, 3, "x", {napi_float32_array});
+  View wq = typed_array(info, 4, "w", {napi_uint8_array, napi_int8_array});
+  const int bits = read_bits(info, 5);
+  const bool keras_signed = boolean(info, 6, "kerasSigned");
+  if (keras_signed && bits != 4) {
+    throw_invalid(env, "Expected bits = 4 with kerasSigned (Keras int4) but received " + std::to_string(bits));
+  }
+  View scale = typed_array(info, 7, "scale", {napi_float32_array});
+  View zero = typed_array(info, 8, "zero", {keras_signed ? napi_int8_array : napi_uint8_array});
+  const int64_t group = dim(info, 9, "group");
+  if (group < 1) throw_invalid(env, "Expected a group size >= 1 for group but received " + std::to_string(group));
+  if (std::min(group, K) > 65536) {
+    throw_invalid(env, "Expected min(group, K) <= 65536 for group but received " + std::to_string(std::min(group, K)));
+  }
+  View y = typed_array(info, 11, "y", {napi_float32_array});
+  const qk::KernelTable& k = kernels_arg(info, 12);
+  GroupedDenseArgs a = check_grouped_dense(info, 10, M, N, K, bits, group, x, wq, "w", scale, zero, y);
+  View& bias = a.bias;
+  const float* bias_ptr = a.bias_ptr;
+
+  auto fn = k.dense_lowbit_a8;
+  auto* xp = static_cast<const float*>(x.data);
+  auto* wp = static_cast<const uint8_t*>(wq.data);
+  auto* sp = static_cast<const float*>(scale.data);
+  const void* zp = zero.data;
+  auto* yp = static_cast<float*>(y.data);
+  return PromiseWorker::start(env, [=](std::string& msg) {
+    qk_status s = fn(M, N, K, xp, wp, bits, keras_signed, sp, zp, group, bias_ptr, yp, &ThreadPool::global());
+    msg = oom(s);
+    return s;
+  }, {&x, &wq, &scale, &zero, &bias, &y}, static_cast<double>(M) * N * K);
+}
+
+Napi::Value LowbitA8Fast(const Napi::CallbackInfo& info) {
+  const qk::KernelTable& k = kernels_arg(info, 0);
+  bool fast = false;
+#ifdef QK_HAVE_X86_VARIANTS
+  fast = k.isa == qk::Isa::kAvx512 && qk::avx512::lowbit_a8_fast();
+#endif
+  return Napi::Boolean::New(info.Env(), fast);
+}
+
 }  // namespace
 
 void register_gptq_dense_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("denseGptq", Napi::Function::New(env, DenseGptq, "denseGptq"));
   exports.Set("gptqRuntimePack", Napi::Function::New(env, GptqRuntimePack, "gptqRuntimePack"));
+  exports.Set("denseLowbitA8", Napi::Function::New(env, DenseLowbitA8, "denseLowbitA8"));
+  exports.Set("lowbitA8Fast", Napi::Function::New(env, LowbitA8Fast, "lowbitA8Fast"));
   exports.Set("gptqRuntimeUnpack", Napi::Function::New(env, GptqRuntimeUnpack, "gptqRuntimeUnpack"));
 }
 

@@ -138,6 +138,13 @@ export interface NativeBinding {
   ): Promise<void>;
   gptqRuntimePack(q: Uint8Array, N: number, K: number, perm: Int32Array | null, bits: number, dst: Uint8Array, isa?: IsaName): Promise<void>;
   gptqRuntimeUnpack(src: Uint8Array, N: number, K: number, bits: number, dst: Uint8Array, isa?: IsaName): Promise<void>;
+  /** The int8-compute path of int4 grouped (kerasSigned, bits 4) and GPTQ weights (qk/lowbit_a8.h). */
+  denseLowbitA8(
+    M: number, N: number, K: number, x: Float32Array, w: ByteArray, bits: number, kerasSigned: boolean, scale: Float32Array,
+    zero: Int8Array | Uint8Array, group: number, bias: Float32Array | null, y: Float32Array, isa?: IsaName,
+  ): Promise<void>;
+  /** Whether `isa`'s denseLowbitA8 is the fast VNNI variant (chosen automatically for M >= 16). */
+  lowbitA8Fast(isa?: IsaName): boolean;
 
   /**
    * Llama float path (csrc/napi/llama_ops.cc; contracts in qk/kernels.h QK_DECLARE_LLAMA_KERNELS). float32,

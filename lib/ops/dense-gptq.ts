@@ -16,6 +16,7 @@
 import { InvalidArgumentError, ShapeMismatchError } from '../errors';
 import { Tensor, describe } from '../tensor';
 import { callNative, OpOptions } from './call';
+import { useLowbitA8, WeightOnlyPathOptions } from './lowbit-a8';
 
 /** Bit widths of the GPTQ runtime layout. */
 export type GptqBits = 2 | 3 | 4 | 8;
@@ -149,7 +150,9 @@ export async function unpackGptqRuntime(
  * `x @ W_hat + bias` where `x` is `[..., K]` float32 (K in runtime order, i.e. already permuted if the weights
  * were packed with an act-order `perm`) and W_hat is given by GPTQ runtime weights, `[K, units]` logically.
  * `[1, K]` inputs take a streaming GEMV that reads the packed bytes once; larger batches a blocked GEMM that
- * dequantizes weight panels into cache as it goes.
+ * dequantizes weight panels into cache as it goes; from 16 rows on AVX-512 VNNI the int8-compute path (activations
+ * quantized per row to int8; `options.weightOnlyExact` or `QK_WEIGHT_ONLY_EXACT=1` keeps the exact path, see
+ * lib/ops/lowbit-a8.ts).
  * @example
  * ```ts
  * const kernel = await packGptqRuntime(levels, 64, 128, 4);
@@ -161,7 +164,7 @@ export async function denseGptq(
   w: GptqRuntimeWeights,
   units: number,
   bias: Float32Array | null,
-  options: OpOptions = {},
+  options: OpOptions & WeightOnlyPathOptions = {},
 ): Promise<Tensor<'float32'>> {
   if (!(x instanceof Tensor) || x.dtype !== 'float32') {
     throw new InvalidArgumentError(`Expected a float32 Tensor for inputs but received ${x instanceof Tensor ? `a ${x.dtype} tensor` : describe(x)}`);
@@ -188,6 +191,11 @@ export async function denseGptq(
     if (bias.length !== N) throw new ShapeMismatchError(`Expected ${N} elements (units) for bias but received ${bias.length}`);
   }
   const y = new Float32Array(M * N);
-  await callNative((n) => n.denseGptq(M, N, K, x.data as Float32Array, w.kernel, bits, w.scale, w.zero, group, bias ?? null, y, options.isa));
+  const xd = x.data as Float32Array;
+  await callNative((n) =>
+    useLowbitA8(M, K, group, options)
+      ? n.denseLowbitA8(M, N, K, xd, w.kernel, bits, false, w.scale, w.zero, group, bias ?? null, y, options.isa)
+      : n.denseGptq(M, N, K, xd, w.kernel, bits, w.scale, w.zero, group, bias ?? null, y, options.isa),
+  );
   return new Tensor('float32', [...x.shape.slice(0, -1), N], y);
 }

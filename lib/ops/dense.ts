@@ -9,6 +9,7 @@
 import { InvalidArgumentError } from '../errors';
 import { Tensor, describe } from '../tensor';
 import { callNative, OpOptions } from './call';
+import { useLowbitA8, WeightOnlyPathOptions } from './lowbit-a8';
 
 /** Weights of one Dense-like projection in one of quantkit's storage formats. */
 export type DenseWeights =
@@ -24,8 +25,8 @@ export interface ActivationQuant {
   epsilon: number;
 }
 
-/** Options of {@link denseForward}. */
-export interface DenseForwardOptions extends OpOptions {
+/** Options of {@link denseForward} (`weightOnlyExact`: see lib/ops/lowbit-a8.ts; int4 weight-only formats). */
+export interface DenseForwardOptions extends OpOptions, WeightOnlyPathOptions {
   /** Quantize activations per row to int8 (int8 and int4 per-channel weights only). */
   activation?: ActivationQuant | null;
   /** float8 only: the activation scale (default: dynamic, `max|x| / 448`). */
@@ -66,11 +67,15 @@ export async function denseForward(
           ? n.denseW8A8(M, N, K, xd, weights.kernel, weights.scale, bias, act.valueRange[0], act.valueRange[1], act.epsilon, y, isa)
           : n.denseW8(M, N, K, xd, weights.kernel, weights.scale, bias, y, isa);
       case 'int4':
-        return act
-          ? n.denseW4A8(M, N, K, xd, weights.kernel, weights.scale, bias, act.valueRange[0], act.valueRange[1], act.epsilon, y, isa)
+        if (act) return n.denseW4A8(M, N, K, xd, weights.kernel, weights.scale, bias, act.valueRange[0], act.valueRange[1], act.epsilon, y, isa);
+        // per-channel int4 weight-only: from LOWBIT_A8_MIN_ROWS rows, the W4A8 kernel (int8 activations per row)
+        return useLowbitA8(M, K, K, options)
+          ? n.denseW4A8(M, N, K, xd, weights.kernel, weights.scale, bias, -127, 127, 1e-7, y, isa)
           : n.denseW4(M, N, K, xd, weights.kernel, weights.scale, bias, y, isa);
       case 'int4-grouped':
-        return n.denseW4G(M, N, K, xd, weights.kernel, weights.scale, weights.zero, weights.groupSize, bias, y, isa);
+        return useLowbitA8(M, K, weights.groupSize, options)
+          ? n.denseLowbitA8(M, N, K, xd, weights.kernel, 4, true, weights.scale, weights.zero, weights.groupSize, bias, y, isa)
+          : n.denseW4G(M, N, K, xd, weights.kernel, weights.scale, weights.zero, weights.groupSize, bias, y, isa);
       case 'float8': {
         let xs = options.inputScale;
         if (xs === undefined) {

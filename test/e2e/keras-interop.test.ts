@@ -125,18 +125,32 @@ describe("Keras 3's own quantized files", () => {
     ['mha_int8_policymap', 1e-4],
     ['gptq_tiny', 1e-4],
   ];
-  test.each(cases)('%s reproduces Keras (max abs diff relative to max |y| < %s)', async (name, tol) => {
-    const model = await loadModel(path.join(FIX, `${name}.keras`));
-    const x = tensorFromNpy(path.join(FIX, `${name}.input.npy`));
-    const want = tensorFromNpy(path.join(FIX, `${name}.output.npy`));
-    const got = (await model.predict(x)) as Tensor;
-    expect(got.shape).toEqual(want.shape);
+  // Keras runs int4 grouped and GPTQ weight-only; quantkit's int8-compute path for M >= 16 (lib/ops/lowbit-a8.ts,
+  // docs/lowbit-a8.md) deliberately quantizes activations, so Keras is reproduced with QK_WEIGHT_ONLY_EXACT=1, and
+  // the default path is checked against the activation-rounding scale (1%).
+  const relDiff = (got: Tensor, want: Tensor): number => {
     let maxDiff = 0;
     let maxAbs = 0;
     for (let i = 0; i < want.size; i++) {
       maxDiff = Math.max(maxDiff, Math.abs(got.data[i] - want.data[i]));
       maxAbs = Math.max(maxAbs, Math.abs(want.data[i]));
     }
-    expect([name, maxDiff / maxAbs < tol]).toEqual([name, true]);
+    return maxDiff / maxAbs;
+  };
+  test.each(cases)('%s reproduces Keras (max abs diff relative to max |y| < %s)', async (name, tol) => {
+    const model = await loadModel(path.join(FIX, `${name}.keras`));
+    const x = tensorFromNpy(path.join(FIX, `${name}.input.npy`));
+    const want = tensorFromNpy(path.join(FIX, `${name}.output.npy`));
+    const byDefault = (await model.predict(x)) as Tensor;
+    process.env.QK_WEIGHT_ONLY_EXACT = '1';
+    let got: Tensor;
+    try {
+      got = (await model.predict(x)) as Tensor;
+    } finally {
+      delete process.env.QK_WEIGHT_ONLY_EXACT;
+    }
+    expect(got.shape).toEqual(want.shape);
+    expect([name, relDiff(got, want) < tol]).toEqual([name, true]);
+    expect([name, relDiff(byDefault, want) < Math.max(tol, 1e-2)]).toEqual([name, true]);
   });
 });

@@ -239,7 +239,7 @@ describe('every optimised ISA vs the reference', () => {
             const ref = await denseGptq(xt, weights(p), N, p.bias, { isa: 'ref' });
             const mag = magnitude(p, xr, M, true);
             for (const isa of OPT) {
-              const y = await denseGptq(xt, weights(p), N, p.bias, { isa });
+              const y = await denseGptq(xt, weights(p), N, p.bias, { isa, weightOnlyExact: true });
               const { err, at } = worstRelative(y.data as Float32Array, ref.data as Float32Array, mag);
               if (!(err <= TOL.isaVsRef[bits])) {
                 throw new Error(`${isa} bits ${bits} M ${M} N ${N} K ${K} group ${group}: rel err ${err} at ${at}`);
@@ -266,7 +266,7 @@ describe('every optimised ISA vs the reference', () => {
       const ref = await denseGptq(xt, weights(p), N, p.bias, { isa: 'ref' });
       const mag = magnitude(p, xr, M, true);
       for (const isa of OPT) {
-        const y = await denseGptq(xt, weights(p), N, p.bias, { isa });
+        const y = await denseGptq(xt, weights(p), N, p.bias, { isa, weightOnlyExact: true });
         const { err, at } = worstRelative(y.data as Float32Array, ref.data as Float32Array, mag);
         if (!(err <= TOL.isaVsRef[bits])) throw new Error(`${isa} bits ${bits} M ${M} N ${N} K ${K}: rel err ${err} at ${at}`);
       }

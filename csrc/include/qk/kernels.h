@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "qk/gptq.h"
+#include "qk/lowbit_a8.h"
 #include "qk/status.h"
 
 namespace qk {
@@ -245,6 +246,8 @@ struct KernelTable {
   decltype(&ref::silu_mul) silu_mul;
   decltype(&ref::attention_decode) attention_decode;
   decltype(&ref::kv_cache_write) kv_cache_write;
+  // int8-compute path of the low-bit weight-only forwards (qk/lowbit_a8.h; avx2 uses the reference).
+  decltype(&ref::dense_lowbit_a8) dense_lowbit_a8;
 };
 
 }  // namespace qk
