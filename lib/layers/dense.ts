@@ -216,6 +216,12 @@ export class Dense extends Layer {
   }
 
   /** After loading: rebuild the quantized state from the (replaced) variable values. */
+  protected override releaseState(): void {
+    this.qstate = null;
+    this.gptq = null;
+    this._gptqCapture = null;
+  }
+
   protected override afterLoad(): void {
     if (this.gptq) {
       const get = (n: string) => (this._variables.find((v) => v.name === n) as Variable).value;

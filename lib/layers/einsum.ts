@@ -468,6 +468,12 @@ export class EinsumDense extends Layer {
   }
 
   /** After loading: rebuild the internal [C, F] slices from the (replaced) variables in Keras layout. */
+  protected override releaseState(): void {
+    this.qstates = null;
+    this.gptq = null;
+    this._gptqCapture = null;
+  }
+
   protected override afterLoad(): void {
     if (this.gptq) {
       const get = (n: string) => (this._variables.find((v) => v.name === n) as Variable).value;

@@ -124,6 +124,10 @@ export class Embedding extends Layer {
   }
 
   /** After loading: rebuild the quantized table from the (replaced) variables. */
+  protected override releaseState(): void {
+    this.tstate = null;
+  }
+
   protected override afterLoad(): void {
     const st = this.tstate;
     if (!st) return;
@@ -364,6 +368,12 @@ export class ReversibleEmbedding extends Embedding {
     if (this.tieWeights) return;
     // the untied projection is a [dim, vocab] kernel quantized like a Dense kernel
     this.installReverse(emptyQuantState(this.outputDim, this.inputDim, mode, block));
+  }
+
+  protected override releaseState(): void {
+    super.releaseState();
+    this.tiedCache = null;
+    this.reverseState = null;
   }
 
   protected override afterLoad(): void {

@@ -7,6 +7,7 @@
 import {
   AlreadyQuantizedError,
   CorruptFileError,
+  DisposedError,
   InvalidArgumentError,
   NotBuiltError,
   UnsupportedError,
@@ -86,6 +87,8 @@ export abstract class Layer {
   protected _isQuantized = false;
   /** The config used by the last `quantize()` (serialized as `quantization_config`). */
   quantizationConfig: QuantizationConfig | null = null;
+  /** Set by {@link Layer.dispose}. */
+  protected _disposed = false;
 
   constructor(options: LayerOptions = {}) {
     if (options.name !== undefined && (typeof options.name !== 'string' || options.name.length === 0 || options.name.includes('/'))) {
@@ -220,6 +223,7 @@ export abstract class Layer {
     if (list.length === 0 || !list.every((t) => t instanceof Tensor)) {
       throw new InvalidArgumentError(`Expected a Tensor or an array of Tensors for inputs of layer '${this.name}' but received ${describe(inputs)}`);
     }
+    if (this._disposed) throw this.disposedError('apply()');
     if (!this.built) this.build(Array.isArray(inputs) ? inputs.map((t) => t.shape) : inputs.shape);
     return this.quantizationMode !== null ? this.quantizedCall(inputs, options) : this.call(inputs, options);
   }
@@ -247,6 +251,7 @@ export abstract class Layer {
       options = mode;
       mode = undefined;
     }
+    if (this._disposed) throw this.disposedError('quantize()');
     const config = validateAndResolveConfig(mode ?? null, options.config ?? null);
     this.checkQuantizeArgs(config.mode);
     await this.quantizeLayer(config.mode, config, options.typeCheck ?? true);
@@ -360,6 +365,38 @@ export abstract class Layer {
 
   /** Hook run after weights were loaded (e.g. to refresh derived, cached state). */
   protected afterLoad(): void {}
+
+  /** True after {@link Layer.dispose}. */
+  get disposed(): boolean {
+    return this._disposed;
+  }
+
+  /** The error for a call on a disposed layer. */
+  protected disposedError(what: string): DisposedError {
+    return new DisposedError(`Expected a live layer for ${what} of layer '${this.name}' but it was disposed (dispose() was called)`);
+  }
+
+  /**
+   * Frees the layer's weights (its variables and any derived quantized or runtime state) and those of its
+   * sub-layers. Later `apply()`, `quantize()` or reads of its variables throw `QK_DISPOSED`; calls already running
+   * finish with the data they hold (the memory is released when they settle). Idempotent. A layer shared with
+   * another model is disposed there too. Models have an async `dispose()` that first waits for calls in flight.
+   * @example
+   * ```ts
+   * dense.dispose();
+   * await dense.apply(x); // rejects with QK_DISPOSED
+   * ```
+   */
+  dispose(): void {
+    if (this._disposed) return;
+    this._disposed = true;
+    for (const v of this._variables) v.dispose();
+    this.releaseState();
+    for (const [, child] of this.savableChildren()) child.dispose();
+  }
+
+  /** Hook of {@link Layer.dispose}: drop state held outside the tracked variables (quantized/runtime forms). */
+  protected releaseState(): void {}
 
   /** A short description. */
   toString(): string {

@@ -22,7 +22,9 @@ import { describe, Tensor } from '../tensor';
 import { DTypePolicyLike, DTypePolicyMap, getDTypePolicy, serializeDTypePolicy } from '../dtype-policies';
 import * as fs from 'fs';
 import * as path from 'path';
+import { createHash } from 'crypto';
 import { writeFileAtomic } from '../io/atomic';
+import { writeHdf5 } from '../io/hdf5';
 import { Llama2cTokenizer } from '../tokenizers/llama2c';
 import { _registerModelDeserializer, serializeLayer } from './graph';
 import { Model, QuantizationLayerStructure } from './model';
@@ -477,6 +479,7 @@ export class LlamaCausalLM extends Model {
    * @internal
    */
   async forwardWithCache(ids: Tensor, cache: LlamaKVCache): Promise<Float32Array> {
+    if (!this.gate.holds()) return this.gate.read('forwardWithCache()', () => this.forwardWithCache(ids, cache));
     const T = ids.shape[1];
     if (cache.length + T > cache.maxSeq) {
       throw new InvalidArgumentError(`Expected the sequence to fit the context (${cache.maxSeq} tokens) but it would reach ${cache.length + T}`);
@@ -526,6 +529,10 @@ export class LlamaCausalLM extends Model {
    * ```
    */
   async decodeStep(tokens: ArrayLike<number>, caches: LlamaKVCache[]): Promise<Float32Array> {
+    // No lease of its own: the calls whose steps it runs (generate(), stream(), through a LlamaDecodeBatcher) hold
+    // the model's lease while their step is pending, so the weights cannot change under it; waiting here for a
+    // quantize() that waits for those calls would deadlock. Direct callers must not run it during quantize().
+    if (this.gate.disposed && !this.gate.holds()) throw this.gate.disposedError('decodeStep()');
     if (!Array.isArray(caches) || caches.length === 0 || !caches.every((c) => c instanceof LlamaKVCache && c.batch === 1)) {
       throw new InvalidArgumentError(`Expected a non-empty array of single-sequence LlamaKVCache (newCache(1)) for caches but received ${describe(caches)}`);
     }
@@ -556,6 +563,11 @@ export class LlamaCausalLM extends Model {
 
   /** The tokenizer used by text prompts and perplexity (set by the importers and presets). */
   tokenizer: LlamaTokenizerLike | null = null;
+
+  protected override releaseModelState(): void {
+    super.releaseModelState();
+    this.tokenizer = null;
+  }
 
   private needTokenizer(): LlamaTokenizerLike {
     if (!this.tokenizer) {
@@ -637,6 +649,22 @@ export class LlamaCausalLM extends Model {
    * ```
    */
   async *stream(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): AsyncGenerator<GenerateChunk, GenerateResult, void> {
+    if (this.gate.disposed) throw this.gate.disposedError('stream()');
+    // generate() holds the model's lease for the whole generation; a bare stream() takes it per forward step (so
+    // that an abandoned stream cannot block quantize()/dispose()) and refuses to continue across a change.
+    const version = this.gate.version;
+    const guarded = (fn: () => Promise<Float32Array>): Promise<Float32Array> => {
+      if (this.gate.holds()) return fn(); // inside generate(): nothing can change
+      if (this.gate.disposed) throw this.gate.disposedError('stream()');
+      if (this.gate.version !== version) {
+        throw new AbortedError(
+          `Expected the weights of model '${this.name}' to stay the same during stream() but quantize(), loadWeights() or dispose() changed them between two tokens; finish or break out of a stream before changing the model (generate() waits instead)`,
+        );
+      }
+      // the lease is held while this step (possibly a batched step of a LlamaDecodeBatcher) runs
+      return this.gate.read('stream()', fn);
+    };
+    const forward = (ids: Tensor, c: LlamaKVCache) => guarded(() => this.forwardWithCache(ids, c));
     const o = checkGenerateOptions(options);
     const st = this.newRow(this.promptIds(prompt, o.addBos), o.seed);
     if (!this.built) await this.build();
@@ -645,7 +673,7 @@ export class LlamaCausalLM extends Model {
     const t0 = performance.now();
     const n = st.promptTokens.length;
     if (n >= cache.maxSeq) st.stopReason = 'context';
-    let logits = st.stopReason === 'context' ? null : await this.forwardWithCache(new Tensor('int32', [1, n], Int32Array.from(st.promptTokens)), cache);
+    let logits = st.stopReason === 'context' ? null : await forward(new Tensor('int32', [1, n], Int32Array.from(st.promptTokens)), cache);
     while (logits && st.tokens.length < o.maxNewTokens) {
       if (o.signal?.aborted) throw new AbortedError('Generation was aborted', { cause: o.signal.reason });
       const chunk = this.nextToken(st, logits, o, rules, t0);
@@ -661,7 +689,9 @@ export class LlamaCausalLM extends Model {
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (st.tokens.length < o.maxNewTokens) {
         const next = st.tokens[st.tokens.length - 1];
-        logits = o.batcher ? await o.batcher.step(this, next, cache) : await this.forwardWithCache(new Tensor('int32', [1, 1], Int32Array.from([next])), cache);
+        logits = await guarded(() =>
+          o.batcher ? o.batcher.step(this, next, cache) : this.forwardWithCache(new Tensor('int32', [1, 1], Int32Array.from([next])), cache),
+        );
       }
     }
     return LlamaCausalLM.result(st);
@@ -740,6 +770,7 @@ export class LlamaCausalLM extends Model {
   async generate(prompt: string | ArrayLike<number>, options?: GenerateOptions): Promise<GenerateResult>;
   async generate(prompt: Array<string | ArrayLike<number>>, options?: GenerateOptions): Promise<GenerateResult[]>;
   async generate(prompt: string | ArrayLike<number> | Array<string | ArrayLike<number>>, options: GenerateOptions = {}): Promise<GenerateResult | GenerateResult[]> {
+    if (!this.gate.holds()) return this.gate.read('generate()', () => this.generate(prompt as never, options) as Promise<GenerateResult | GenerateResult[]>);
     if (Array.isArray(prompt) && prompt.some((p) => typeof p === 'string' || (typeof p === 'object' && p !== null))) {
       const o = checkGenerateOptions(options);
       if (prompt.length === 0) return [];
@@ -766,6 +797,7 @@ export class LlamaCausalLM extends Model {
     text: string | ArrayLike<number> | Array<string | ArrayLike<number>>,
     options: { window?: number; stride?: number; addBos?: boolean; signal?: AbortSignal | null } = {},
   ): Promise<{ perplexity: number; nll: number; tokens: number }> {
+    if (!this.gate.holds()) return this.gate.read('perplexity()', () => this.perplexity(text, options));
     const window = options.window ?? this.arch.maxSequenceLength;
     const stride = options.stride ?? window;
     if (!Number.isSafeInteger(window) || window < 2 || window > this.arch.maxSequenceLength) {
@@ -856,6 +888,7 @@ export class LlamaCausalLM extends Model {
     text: string | ArrayLike<number> | Array<string | ArrayLike<number>>,
     options: { pooling?: 'mean' | 'last'; normalize?: boolean; addBos?: boolean } = {},
   ): Promise<Tensor<'float32'>> {
+    if (!this.gate.holds()) return this.gate.read('embed()', () => this.embed(text, options));
     const pooling = options.pooling ?? 'mean';
     if (pooling !== 'mean' && pooling !== 'last') {
       throw new InvalidArgumentError(`Expected 'mean' or 'last' for pooling but received ${describe(options.pooling)}`);
@@ -1038,19 +1071,30 @@ export class LlamaCausalLM extends Model {
    * ```
    */
   async saveToPreset(dir: string): Promise<void> {
+    if (!this.gate.holds()) return this.gate.read('saveToPreset()', () => this.saveToPreset(dir));
     if (typeof dir !== 'string' || dir.length === 0) throw new InvalidArgumentError(`Expected a directory path for dir but received ${describe(dir)}`);
     await fs.promises.mkdir(path.join(dir, 'assets', 'tokenizer'), { recursive: true });
     const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v, null, 2));
-    await writeFileAtomic(path.join(dir, 'config.json'), json(serializeLayer(this)));
-    await this.saveWeights(path.join(dir, 'model.weights.h5'));
+    const { weightsTree } = await loadKerasIo();
+    // Each file is replaced atomically; metadata.json, written last, records their SHA-256 so that fromPreset()
+    // detects a folder torn by a crash between two files (or modified later).
+    const files: Array<[string, Uint8Array]> = [
+      ['config.json', json(serializeLayer(this))],
+      ['model.weights.h5', await writeHdf5(weightsTree(this))],
+    ];
     const tok = this.tokenizer as (LlamaTokenizerLike & { toBytes?: () => Uint8Array }) | null;
     if (tok && typeof tok.toBytes === 'function') {
-      await writeFileAtomic(path.join(dir, 'assets', 'tokenizer', 'tokenizer.bin'), tok.toBytes());
-      await writeFileAtomic(path.join(dir, 'tokenizer.json'), json({ class_name: 'Llama2cTokenizer', config: { file: 'assets/tokenizer/tokenizer.bin' } }));
+      files.push(['assets/tokenizer/tokenizer.bin', tok.toBytes()]);
+      files.push(['tokenizer.json', json({ class_name: 'Llama2cTokenizer', config: { file: 'assets/tokenizer/tokenizer.bin' } })]);
+    }
+    const sha256: Record<string, string> = {};
+    for (const [name, bytes] of files) {
+      await writeFileAtomic(path.join(dir, ...name.split('/')), bytes);
+      sha256[name] = createHash('sha256').update(bytes).digest('hex');
     }
     await writeFileAtomic(
       path.join(dir, 'metadata.json'),
-      json({ quantkit_version: packageVersion(), parameter_count: this.countParams(), date_saved: new Date().toISOString(), format: 'quantkit-preset-1' }),
+      json({ quantkit_version: packageVersion(), parameter_count: this.countParams(), date_saved: new Date().toISOString(), format: 'quantkit-preset-1', quantkit: { sha256 } }),
     );
   }
 
@@ -1072,6 +1116,7 @@ export class LlamaCausalLM extends Model {
         throw new CorruptFileError(`Expected a preset folder with '${f}' at '${dir}' but it could not be read: ${(err as Error).message}`);
       }
     };
+    await verifyPresetChecksums(dir, read);
     let entry: Record<string, unknown>;
     try {
       entry = JSON.parse((await read('config.json')).toString('utf8')) as Record<string, unknown>;
@@ -1148,6 +1193,31 @@ export class LlamaCausalLM extends Model {
     });
     await m.build();
     return m;
+  }
+}
+
+/** Checks the SHA-256 digests a preset's metadata.json records (presets without them pass). */
+async function verifyPresetChecksums(dir: string, read: (f: string) => Promise<Buffer>): Promise<void> {
+  if (!fs.existsSync(path.join(dir, 'metadata.json'))) return;
+  let meta: { quantkit?: { sha256?: unknown } };
+  try {
+    meta = JSON.parse((await read('metadata.json')).toString('utf8')) as typeof meta;
+  } catch (err) {
+    throw new CorruptFileError(`Expected valid JSON in ${dir}/metadata.json but received an error: ${(err as Error).message}`);
+  }
+  const sums = meta?.quantkit?.sha256;
+  if (sums === undefined) return;
+  if (sums === null || typeof sums !== 'object' || Array.isArray(sums)) {
+    throw new CorruptFileError(`Expected an object of file -> SHA-256 for quantkit.sha256 in ${dir}/metadata.json but received ${describe(sums)}`);
+  }
+  for (const [name, want] of Object.entries(sums as Record<string, unknown>)) {
+    if (name.split('/').some((seg) => seg === '..' || seg === '') || path.isAbsolute(name) || typeof want !== 'string') {
+      throw new CorruptFileError(`Expected a relative file name and a hex digest in quantkit.sha256 of ${dir}/metadata.json but received ${JSON.stringify(name)}: ${describe(want)}`);
+    }
+    const got = createHash('sha256').update(await read(name)).digest('hex');
+    if (got !== want) {
+      throw new CorruptFileError(`Expected SHA-256 ${want} for ${dir}/${name} (recorded in metadata.json) but received ${got}: the file was modified, corrupted, or the save that wrote it was interrupted`);
+    }
   }
 }
 

@@ -25,6 +25,7 @@ import {
   rebuildFunctional,
 } from './graph';
 import { InputLayer, SymbolicShape, SymbolicTensor } from './input';
+import { ModelGate } from './gate';
 import { QuantizationReport } from './report';
 import { GptqProgress, GptqRunOptions, runGptqCalibration } from '../gptq/calibrate';
 
@@ -271,6 +272,17 @@ export class Model extends Layer {
   _qkNested = false;
   /** The input shape of the first build/call of a subclassed model (for `getBuildConfig`). */
   protected _qkBuildShape: unknown = null;
+  private _qkGateObj: ModelGate | null = null;
+
+  /**
+   * The model's concurrency gate (see `lib/models/gate.ts`): inference and saving share it, `quantize()`,
+   * `loadWeights()` and `dispose()` take it alone.
+   * @internal
+   */
+  protected get gate(): ModelGate {
+    if (!this._qkGateObj) this._qkGateObj = new ModelGate(this.name);
+    return this._qkGateObj;
+  }
 
   constructor(options: ModelOptions = {}) {
     super(options);
@@ -533,6 +545,8 @@ export class Model extends Layer {
    */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   override async apply(inputs: Tensor | Tensor[], options: Record<string, unknown> = {}): Promise<any> {
+    if (!this.gate.holds()) return this.gate.read('apply()', () => this.apply(inputs, options));
+    if (this._disposed) throw this.disposedError('apply()');
     const list = Array.isArray(inputs) ? inputs : [inputs];
     if (list.length === 0 || !list.every((t) => t instanceof Tensor)) {
       throw new InvalidArgumentError(`Expected a Tensor or an array of Tensors for inputs of model '${this.name}' but received ${describe(inputs)}`);
@@ -579,6 +593,7 @@ export class Model extends Layer {
    */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   async predict(inputs: Tensor | Tensor[], options: PredictOptions = {}): Promise<any> {
+    if (!this.gate.holds()) return this.gate.read('predict()', () => this.predict(inputs, options));
     const batchSize = options.batchSize ?? 32;
     if (!Number.isSafeInteger(batchSize) || batchSize <= 0) {
       throw new InvalidArgumentError(`Expected a positive integer for batchSize but received ${describe(batchSize)}`);
@@ -630,7 +645,7 @@ export class Model extends Layer {
     // required lazily: lib/io/keras imports this module
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const io = require('../io/keras') as typeof import('../io/keras');
-    await io.saveModel(this, file);
+    await this.gate.read('save()', () => io.saveModel(this, file));
   }
 
   /**
@@ -643,7 +658,7 @@ export class Model extends Layer {
   async saveWeights(file: string): Promise<void> {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const io = require('../io/keras') as typeof import('../io/keras');
-    await io.saveWeights(this, file);
+    await this.gate.read('saveWeights()', () => io.saveWeights(this, file));
   }
 
   /**
@@ -657,7 +672,7 @@ export class Model extends Layer {
   async loadWeights(file: string | Uint8Array): Promise<void> {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const io = require('../io/keras') as typeof import('../io/keras');
-    await io.loadWeights(this, file);
+    await this.gate.write('loadWeights()', () => io.loadWeights(this, file));
   }
 
   /**
@@ -723,6 +738,7 @@ export class Model extends Layer {
    * ```
    */
   override async quantize(mode?: string | null | ModelQuantizeOptions, options: ModelQuantizeOptions = {}): Promise<QuantizationReport & void> {
+    if (!this.gate.holds()) return this.gate.write('quantize()', () => this.quantize(mode, options));
     let opts: unknown = options;
     if (mode !== null && typeof mode === 'object') {
       opts = mode;
@@ -824,6 +840,40 @@ export class Model extends Layer {
 
   /** Hook run after `quantize()` changed at least one layer (Keras `_post_quantize`); the base does nothing. */
   protected async postQuantize(_mode: string): Promise<void> {}
+
+  /**
+   * Frees the model's weights (every layer's variables and quantized/runtime state). From the moment it is
+   * called, new calls (`predict`, `apply`, `quantize`, `save`, `generate`, …) reject with `QK_DISPOSED`, and so do
+   * calls still waiting for a `quantize()` to finish; calls already running finish normally and the promise
+   * resolves once they have, after which the memory is released. Idempotent. quantkit's weights live in
+   * JavaScript ArrayBuffers (KV caches are per call), so the memory returns when the garbage collector runs;
+   * layers shared with another model are disposed there too.
+   * @example
+   * ```ts
+   * await model.dispose();
+   * await model.predict(x); // rejects with QK_DISPOSED
+   * ```
+   */
+  override async dispose(): Promise<void> {
+    const gate = this.gate;
+    if (gate.disposed) return;
+    gate.markDisposed();
+    await gate.write(
+      'dispose()',
+      async () => {
+        const layers = this.flattenLayers({ includeSelf: false });
+        super.dispose();
+        for (const l of layers) l.dispose();
+        this.releaseModelState();
+      },
+      { evenIfDisposed: true },
+    );
+  }
+
+  /** Hook of {@link Model.dispose} for model-level state (e.g. a tokenizer); the base drops the quantization report. */
+  protected releaseModelState(): void {
+    this.quantizationReport = null;
+  }
 
   private descendants(layer: Layer): Layer[] {
     const out: Layer[] = [];

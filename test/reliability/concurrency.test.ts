@@ -1,10 +1,12 @@
 // Concurrency (issue 9): many overlapping predict / generate / perplexity calls on one model return exactly what
 // sequential calls return; worker_threads can each load the addon; quantizing a model while calls are in flight
-// gives, for every call, the result of either the old or the new weights (never a mix, never a crash).
+// gives, for every call, the result of either the old or the new weights (never a mix, never a crash): quantize()
+// waits for the calls in flight and calls that start meanwhile wait for it (lib/models/gate.ts); dispose() frees
+// the weights after the calls in flight and every later call rejects with QK_DISPOSED.
 import * as fs from 'fs';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
-import { Dense, Input, LlamaCausalLM, Sequential, Tensor, matmul } from '../../lib';
+import { Dense, Input, LlamaCausalLM, QkError, Sequential, Tensor, matmul } from '../../lib';
 
 const ROOT = path.join(__dirname, '..', '..');
 const MODEL = path.join(ROOT, 'models', 'stories260K', 'stories260K.bin');
@@ -23,25 +25,52 @@ const inputs = Array.from({ length: 20 }, (_, c) =>
 );
 const bytes = (t: Tensor) => Buffer.from((t.data as Float32Array).buffer, t.data.byteOffset, t.data.byteLength).toString('hex');
 
-test('32 concurrent callers x 20 predict calls on a quantized Dense model equal the sequential results', async () => {
-  const m = await mlp();
-  await m.quantize('int8', { verbose: false });
-  const seq: string[] = [];
-  for (const x of inputs) seq.push(bytes((await m.predict(x)) as Tensor));
-  const callers = Array.from({ length: 32 }, async (_, c) => {
-    const out: string[] = [];
-    for (let k = 0; k < 20; k++) {
-      const i = (c + k) % 20;
-      out.push(`${i}:${bytes((await m.predict(inputs[i])) as Tensor)}`);
-    }
-    return out;
+describe('32 concurrent callers x 200 calls', () => {
+  let lm: LlamaCausalLM;
+  beforeAll(async () => {
+    lm = await LlamaCausalLM.fromFile(MODEL);
   });
-  const all = (await Promise.all(callers)).flat();
-  expect(all).toHaveLength(640);
-  for (const r of all) {
-    const [i, h] = r.split(':');
-    expect(h).toBe(seq[Number(i)]);
-  }
+
+  test('predict on an int8 Dense model and generate on stories260K (3:1), interleaved, equal the sequential results', async () => {
+    const m = await mlp();
+    await m.quantize('int8', { verbose: false });
+    // 24 distinct generate requests: 8 prompts x 1-2 new tokens, greedy or seeded sampling
+    const genReq = (i: number) => ({
+      prompt: [1, 403 + (i % 8) * 7, 407 + (i % 5)],
+      options: { maxNewTokens: 1 + (i % 2), ...(i % 3 ? { temperature: 0.9, seed: i } : {}) },
+    });
+    const seqPred: string[] = [];
+    for (const x of inputs) seqPred.push(bytes((await m.predict(x)) as Tensor));
+    const seqGen: string[] = [];
+    for (let i = 0; i < 24; i++) seqGen.push((await lm.generate(genReq(i).prompt, genReq(i).options)).tokens.join(','));
+    expect(new Set(seqGen).size).toBeGreaterThan(12); // the requests really differ
+
+    let predicts = 0;
+    let generates = 0;
+    const mismatches: string[] = [];
+    const t0 = performance.now();
+    const callers = Array.from({ length: 32 }, async (_, c) => {
+      for (let k = 0; k < 200; k++) {
+        if ((c + k) % 4 !== 0) {
+          const i = (c * 7 + k) % 20;
+          const h = bytes((await m.predict(inputs[i])) as Tensor);
+          predicts++;
+          if (h !== seqPred[i]) mismatches.push(`predict ${i}`);
+        } else {
+          const i = (c * 5 + k) % 24;
+          const r = genReq(i);
+          const t = (await lm.generate(r.prompt, r.options)).tokens.join(',');
+          generates++;
+          if (t !== seqGen[i]) mismatches.push(`generate ${i}: ${t} vs ${seqGen[i]}`);
+        }
+      }
+    });
+    await Promise.all(callers);
+    const ms = performance.now() - t0;
+    console.log(`32 callers x 200 calls: ${predicts} predict (int8 MLP) + ${generates} generate (stories260K), ${mismatches.length} differ from sequential, ${(ms / 1000).toFixed(1)} s`);
+    expect(predicts + generates).toBe(6400);
+    expect(mismatches).toEqual([]);
+  });
 });
 
 describe('LlamaCausalLM stories260K', () => {
@@ -121,15 +150,119 @@ test('quantizing a model while predict calls are in flight: every call returns t
     else if (h === halfOut[i]) mixed++;
     else throw new Error(`call on input ${i} returned neither the float, the int8 nor the half-quantized result`);
   }
-  // Observed (2026-11-24): Model.quantize() is atomic per layer but NOT per model: it awaits between layers, so a
-  // call that runs in between sees the first Dense already int8 and the second still float32. Each layer's
-  // weights are swapped in one step (no torn layer, no crash). Callers that need all-old-or-all-new must not
-  // predict while quantize() is pending. If quantize() is made model-atomic, `mixed` becomes 0 here.
+  // quantize() is model-atomic: it waits for the predict() calls in flight, and calls that start while it runs
+  // wait for it, so no call sees the first Dense already int8 and the second still float32.
+  expect(mixed).toBe(0);
   expect(olds).toBeGreaterThan(0);
   expect(news).toBeGreaterThanOrEqual(80);
   console.log(`quantize during predict: ${results.length} calls, ${olds} old weights, ${news} new, ${mixed} mixed`);
   // After quantize() resolves every call sees the new weights.
   for (let i = 0; i < 20; i++) expect(bytes((await m.predict(inputs[i])) as Tensor)).toBe(newOut[i]);
+});
+
+const codeOf = async (p: Promise<unknown>): Promise<string> => {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    return e instanceof QkError ? e.code : `not a QkError: ${String(e)}`;
+  }
+};
+
+describe('dispose()', () => {
+  test('a model disposed while predict calls are in flight: those finish with correct results, every later call and a waiting quantize reject with QK_DISPOSED, the weights are freed', async () => {
+    const ref = await mlp();
+    const want = await Promise.all(inputs.map(async (x) => bytes((await ref.predict(x)) as Tensor)));
+    const m = await mlp();
+    const inFlight = inputs.map((x) => m.predict(x) as Promise<Tensor>);
+    const disposed = m.dispose();
+    // started after dispose(): rejected at once, even before the calls in flight have drained
+    const late = [codeOf(m.predict(inputs[0])), codeOf(m.apply(inputs[1])), codeOf(m.quantize('int8', { verbose: false })), codeOf(m.save('/nonexistent/x.keras'))];
+    const got = await Promise.all(inFlight);
+    await disposed;
+    got.forEach((y, i) => expect(bytes(y)).toBe(want[i]));
+    expect(await Promise.all(late)).toEqual(['QK_DISPOSED', 'QK_DISPOSED', 'QK_DISPOSED', 'QK_DISPOSED']);
+    expect(await codeOf(m.predict(inputs[2]))).toBe('QK_DISPOSED');
+    const dense = m.getLayer('first') as Dense;
+    expect(dense.disposed).toBe(true);
+    expect(await codeOf(dense.apply(inputs[0]))).toBe('QK_DISPOSED');
+    expect(() => dense.kernel!.value).toThrow(expect.objectContaining({ code: 'QK_DISPOSED' }));
+    expect(m.variables.every((v) => v.disposed)).toBe(true);
+    await m.dispose(); // idempotent
+  });
+
+  test('a quantize() waiting for calls in flight, and calls queued behind it, reject with QK_DISPOSED when dispose() comes; a running quantize() completes first', async () => {
+    const m = await mlp();
+    const first = m.predict(inputs[0]); // in flight: quantize waits for it
+    const q = m.quantize('int8', { verbose: false });
+    const waiting = m.predict(inputs[1]); // waits for quantize
+    const d = m.dispose();
+    expect(await codeOf(first)).toBe('ok');
+    expect(await codeOf(q)).toBe('QK_DISPOSED');
+    expect(await codeOf(waiting)).toBe('QK_DISPOSED');
+    await d;
+    // a quantize that already runs is not interrupted: dispose() waits for it
+    const m2 = await mlp();
+    const q2 = m2.quantize('int8', { verbose: false });
+    await new Promise((r) => setImmediate(r));
+    const d2 = m2.dispose();
+    expect(await codeOf(q2)).toBe('ok');
+    await d2;
+    expect(m2.variables.every((v) => v.disposed)).toBe(true);
+    await d;
+    expect(await codeOf(m.predict(inputs[2]))).toBe('QK_DISPOSED');
+  });
+
+  test('a quantized Dense layer disposed on its own frees its int8 state; apply() and quantize() give QK_DISPOSED', async () => {
+    const d = new Dense({ units: 4, seed: 3 });
+    await d.apply(inputs[0]);
+    await d.quantize('int8');
+    d.dispose();
+    expect(await codeOf(d.apply(inputs[0]))).toBe('QK_DISPOSED');
+    expect(d.variables.every((v) => v.disposed && v.dtype !== undefined)).toBe(true);
+  });
+
+  test('LlamaCausalLM: dispose() during generate lets the running generations finish; later generate/perplexity/stream give QK_DISPOSED', async () => {
+    const lm = await LlamaCausalLM.fromFile(MODEL);
+    const seq = (await lm.generate('Once upon a time', { maxNewTokens: 16 })).tokens.join(',');
+    const running = Array.from({ length: 4 }, () => lm.generate('Once upon a time', { maxNewTokens: 16 }));
+    const s = lm.stream('The cat', { maxNewTokens: 50 });
+    await s.next(); // a bare stream holds the lease per step only, so it cannot block dispose()
+    await new Promise((r) => setImmediate(r));
+    const d = lm.dispose();
+    for (const r of await Promise.all(running)) expect(r.tokens.join(',')).toBe(seq);
+    await d;
+    expect(await codeOf(s.next())).toBe('QK_DISPOSED');
+    expect(await codeOf(lm.generate('Once', { maxNewTokens: 2 }))).toBe('QK_DISPOSED');
+    expect(await codeOf(lm.perplexity('Once upon a time there was'))).toBe('QK_DISPOSED');
+    expect(await codeOf(lm.stream('Once').next())).toBe('QK_DISPOSED');
+    expect(lm.tokenizer).toBeNull();
+  });
+});
+
+test('quantizing a LlamaCausalLM while generate and perplexity calls are in flight: each call is all-float or all-int8', async () => {
+  const lm = await LlamaCausalLM.fromFile(MODEL);
+  const ref = await LlamaCausalLM.fromFile(MODEL);
+  await ref.quantize('int8', { verbose: false });
+  const prompt = 'Once upon a time';
+  const text = 'Once upon a time there was a little dog. It was happy.';
+  const floatGen = (await lm.generate(prompt, { maxNewTokens: 20 })).tokens.join(',');
+  const int8Gen = (await ref.generate(prompt, { maxNewTokens: 20 })).tokens.join(',');
+  const floatNll = (await lm.perplexity(text)).nll;
+  const int8Nll = (await ref.perplexity(text)).nll;
+  expect(int8Nll).not.toBe(floatNll); // the perplexities tell the two weight sets apart
+  const before = Array.from({ length: 4 }, () => Promise.all([lm.generate(prompt, { maxNewTokens: 20 }), lm.perplexity(text)]));
+  const q = lm.quantize('int8', { verbose: false });
+  const after = Array.from({ length: 4 }, () => Promise.all([lm.generate(prompt, { maxNewTokens: 20 }), lm.perplexity(text)]));
+  await q;
+  for (const [g, p] of await Promise.all(before)) {
+    expect(g.tokens.join(',')).toBe(floatGen);
+    expect(p.nll).toBe(floatNll);
+  }
+  for (const [g, p] of await Promise.all(after)) {
+    expect(g.tokens.join(',')).toBe(int8Gen);
+    expect(p.nll).toBe(int8Nll);
+  }
 });
 
 const distBuilt = fs.existsSync(DIST);
