@@ -17,4 +17,4 @@ export type { ZipLimits } from './zip';
 export { readHdf5, writeHdf5, h5Group, h5Dataset, h5Get, terminateHdf5Worker } from './hdf5';
 export type { H5DType, H5Dataset, H5Group } from './hdf5';
 export { readSafetensors, readSafetensorsFile, writeSafetensors, writeSafetensorsFile } from './safetensors';
-export { writeFileAtomic } from './atomic';
+export { writeFileAtomic, cleanStaleTempFiles } from './atomic';

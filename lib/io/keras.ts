@@ -11,6 +11,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { createHash } from 'crypto';
 
 import { DType } from '../dtype';
 import { CorruptFileError, InvalidArgumentError, QkError } from '../errors';
@@ -196,18 +197,20 @@ export async function modelToKerasBytes(model: Model): Promise<Uint8Array> {
   if (!model.built) throw new InvalidArgumentError(`Expected a built model for model '${model.name}': call it once or build() it before saving`);
   const entry = serializeLayer(model);
   const config = { ...entry, compile_config: null };
-  const metadata = { keras_version: KERAS_FORMAT_VERSION, date_saved: dateSaved(), quantkit_version: packageVersion() };
   const dynamicFloat8: string[] = [];
   const weights = await writeHdf5(weightsTree(model, dynamicFloat8));
   const enc = new TextEncoder();
   const entries: Array<[string, Uint8Array]> = [
-    ['metadata.json', enc.encode(JSON.stringify(metadata))],
     ['config.json', enc.encode(JSON.stringify(config))],
     ['model.weights.h5', weights],
   ];
   // quantkit's own settings that Keras's format cannot express (Keras ignores extra entries)
   if (dynamicFloat8.length > 0) entries.push([QUANTKIT_ENTRY, enc.encode(JSON.stringify({ format: 1, float8_dynamic_inputs: dynamicFloat8 }))]);
-  return writeZip(entries);
+  // SHA-256 of every other entry, in an extra metadata.json key (Keras never reads metadata.json when loading)
+  const sha256: Record<string, string> = {};
+  for (const [name, bytes] of entries) sha256[name] = sha256Hex(bytes);
+  const metadata = { keras_version: KERAS_FORMAT_VERSION, date_saved: dateSaved(), quantkit_version: packageVersion(), quantkit: { sha256 } };
+  return writeZip([['metadata.json', enc.encode(JSON.stringify(metadata))], ...entries]);
 }
 
 /**
@@ -241,6 +244,7 @@ export async function loadModel(file: string | Uint8Array, options: LoadModelOpt
   if (typeof file !== 'string' && !ArrayBuffer.isView(file)) throw new InvalidArgumentError(`Expected a path or a Uint8Array for file but received ${describe(file)}`);
   const bytes = typeof file === 'string' ? new Uint8Array(await fs.promises.readFile(file)) : new Uint8Array(file.buffer, file.byteOffset, file.byteLength);
   const entries = readZip(bytes, { limits: options.limits, source });
+  verifyChecksums(entries, source);
   const configBytes = entries.get('config.json');
   if (!configBytes) throw new CorruptFileError(`${source}: not a .keras archive (no config.json entry)`);
   let config: unknown;
@@ -300,6 +304,45 @@ export async function loadWeights(model: Model, file: string | Uint8Array): Prom
 }
 
 const QUANTKIT_ENTRY = 'quantkit.json';
+
+function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Verifies the SHA-256 checksums quantkit records in `metadata.json` (`quantkit.sha256`: entry name → hex digest)
+ * against the archive's entries. Archives without them (written by Keras) pass.
+ * @throws CorruptFileError naming the entry whose digest differs or that is missing, or a malformed record
+ * @example
+ * ```ts
+ * verifyChecksums(readZip(bytes), 'model.keras');
+ * ```
+ */
+export function verifyChecksums(entries: Map<string, Uint8Array>, source: string): void {
+  const metaBytes = entries.get('metadata.json');
+  if (!metaBytes) return;
+  let meta: unknown;
+  try {
+    meta = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(metaBytes));
+  } catch (err) {
+    throw new CorruptFileError(`Expected valid JSON in metadata.json of ${source} but received an error: ${(err as Error).message}`, { cause: err });
+  }
+  const qk = meta !== null && typeof meta === 'object' ? (meta as { quantkit?: unknown }).quantkit : undefined;
+  if (qk === undefined) return;
+  const sums = qk !== null && typeof qk === 'object' ? (qk as { sha256?: unknown }).sha256 : undefined;
+  if (sums === undefined) return;
+  if (sums === null || typeof sums !== 'object' || Array.isArray(sums) || !Object.values(sums).every((v) => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v))) {
+    throw new CorruptFileError(`Expected an object of entry name -> 64 hex digits for quantkit.sha256 in metadata.json of ${source} but received ${describe(sums)}`);
+  }
+  for (const [name, want] of Object.entries(sums as Record<string, string>)) {
+    const bytes = entries.get(name);
+    if (!bytes) throw new CorruptFileError(`Expected the entry ${JSON.stringify(name)} that metadata.json lists a checksum for in ${source} but received none`);
+    const got = sha256Hex(bytes);
+    if (got !== want) {
+      throw new CorruptFileError(`Expected SHA-256 ${want} for zip entry ${JSON.stringify(name)} in ${source} (recorded in metadata.json) but received ${got}: the entry was modified or corrupted`);
+    }
+  }
+}
 
 function readQuantkitEntry(bytes: Uint8Array | undefined, source: string): string[] {
   if (!bytes) return [];

@@ -20,6 +20,7 @@ import * as fs from 'fs';
 import type { DType } from '../dtype';
 import { CorruptFileError, InvalidArgumentError, UnsupportedError } from '../errors';
 import { Tensor, containerLengthForShape, describe } from '../tensor';
+import { writeFileAtomic } from './atomic';
 
 /** A Uint8Array (or Buffer) from any realm (jest's vm contexts included). */
 function isUint8Array(x: unknown): x is Uint8Array {
@@ -415,17 +416,5 @@ export function writeSafetensors(tensors: Array<[string, Tensor]>, metadata: Rec
  */
 export async function writeSafetensorsFile(path: string, tensors: Array<[string, Tensor]>, metadata: Record<string, string> = {}): Promise<void> {
   const { head, chunks } = layoutSafetensors(tensors, metadata);
-  const tmp = `${path}.tmp-${process.pid}-${Date.now().toString(36)}`;
-  const fh = await fs.promises.open(tmp, 'w');
-  let ok = false;
-  try {
-    await fh.write(head);
-    for (const c of chunks) if (c.length > 0) await fh.write(c);
-    await fh.sync();
-    ok = true;
-  } finally {
-    await fh.close();
-    if (!ok) await fs.promises.rm(tmp, { force: true });
-  }
-  await fs.promises.rename(tmp, path);
+  await writeFileAtomic(path, [head, ...chunks]);
 }
