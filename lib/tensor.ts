@@ -13,9 +13,12 @@ import {
   containerCtor,
   isContainerOf,
 } from './dtype';
-import { InvalidArgumentError, ShapeMismatchError, toQkError } from './errors';
+import { InvalidArgumentError, OutOfMemoryError, ShapeMismatchError, toQkError } from './errors';
 import type { ConversionKind } from './native/binding';
 import { loadNative } from './native/load';
+import { chargeAllocation } from './alloc-budget';
+
+const CONTAINER_BYTES: Record<string, number> = { Float32Array: 4, Int32Array: 4, Uint16Array: 2, Int8Array: 1, Uint8Array: 1 };
 
 /** A shape: non-negative integer dimensions, row-major. */
 export type Shape = readonly number[];
@@ -106,7 +109,13 @@ export class Tensor<D extends DType = DType> {
     this.dtype = dtype;
     const need = containerLengthForShape(dtype, this.shape);
     if (data === undefined) {
-      this.data = containerCtor(dtype)(need);
+      chargeAllocation(need * CONTAINER_BYTES[info.container], `a ${dtype} tensor of shape [${this.shape.join(', ')}]`);
+      try {
+        this.data = containerCtor(dtype)(need);
+      } catch (err) {
+        if (!(err instanceof RangeError)) throw err;
+        throw new OutOfMemoryError(`Expected to allocate a ${dtype} tensor of shape [${this.shape.join(', ')}] but the allocation failed: ${err.message}`, { cause: err });
+      }
     } else {
       if (!isContainerOf(dtype, data)) {
         throw new InvalidArgumentError(

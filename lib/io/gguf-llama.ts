@@ -71,6 +71,8 @@ export interface GgufLlamaCheckpoint extends LlamaCheckpoint {
 export interface GgufLlamaReadOptions {
   /** Names the file in error messages. */
   source?: string;
+  /** Memory budget in bytes (see `GgufReadOptions.maxBytes`; default `getMaxLoadBytes()`). */
+  maxBytes?: number;
 }
 
 interface LlamaPlan {
@@ -275,7 +277,7 @@ export function readGgufLlama(bytes: Uint8Array, options: GgufLlamaReadOptions =
   checkBytes(bytes);
   const source = options.source ?? 'GGUF file';
   const p = planLlama(parseGgufHeader(bytes, { source }), source);
-  return assemble(readGguf(bytes, { source, names: [...p.map.keys()] }), p, source);
+  return assemble(readGguf(bytes, { source, names: [...p.map.keys()], maxBytes: options.maxBytes }), p, source);
 }
 
 /**
@@ -291,6 +293,6 @@ export async function readGgufLlamaFile(path: string, options: GgufLlamaReadOpti
   checkPath(path);
   const source = options.source ?? path;
   // Validate the plan on the header alone (cheap), then read just the mapped tensors.
-  const p = planLlama(await readGgufHeaderFile(path, { source }), source);
-  return assemble(await readGgufFile(path, { source, names: [...p.map.keys()] }), p, source);
+  const p = planLlama(await readGgufHeaderFile(path, { source, maxBytes: options.maxBytes }), source);
+  return assemble(await readGgufFile(path, { source, names: [...p.map.keys()], maxBytes: options.maxBytes }), p, source);
 }

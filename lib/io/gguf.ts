@@ -31,6 +31,7 @@
 import { CorruptFileError, InvalidArgumentError, UnsupportedError } from '../errors';
 import { describe, Tensor } from '../tensor';
 import { checkBytes, checkPath, copyLE, leToHost, openForRead, readExactly } from './le-bytes';
+import { checkedByteSize, checkLoadBudget, resolveMaxLoadBytes } from './limits';
 
 /** "GGUF" as a little-endian uint32. */
 const GGUF_MAGIC = 0x46554747;
@@ -222,6 +223,21 @@ export interface GgufReadOptions {
   source?: string;
   /** Read only these tensors (default all); unknown names are an InvalidArgumentError. */
   names?: readonly string[];
+  /**
+   * Memory budget in bytes for the header and the tensors as returned (F16/BF16 become float32: twice their file
+   * size). Default `getMaxLoadBytes()`; exceeding it gives `QK_OUT_OF_MEMORY` before anything is allocated.
+   */
+  maxBytes?: number;
+}
+
+/** Bytes {@link readGguf} allocates for `infos`: the raw bytes plus the float32 copy of F16/BF16/F64 tensors. */
+function loadBytes(infos: readonly GgufTensorInfo[]): number {
+  let n = 0;
+  for (const t of infos) {
+    const count = t.shape.reduce((a, b) => a * b, 1);
+    n += t.byteLength + (t.type === 'F16' || t.type === 'BF16' || t.type === 'F64' ? count * 4 : 0);
+  }
+  return n;
 }
 
 /** Thrown by the parser when the header continues past the bytes read so far (files only). */
@@ -428,11 +444,8 @@ function parseHeader(buf: Uint8Array, fileSize: number, source: string): GgufHea
     const t = GGML_TYPES[typeId];
     if (!t) c.fail(`a known ggml type id for ${what}`, `${typeId}`);
     const rel = c.u64(`the data offset of ${what}`);
-    let count = 1;
-    for (const d of dims) {
-      count *= d;
-      if (!Number.isSafeInteger(count)) c.fail(`an element count below 2^53 for ${what}`, `dims [${dims.join(', ')}]`);
-    }
+    // every dimension in [0, 2^31 - 1] (the native kernels' int32 sizes), the element count below 2^53
+    const count = checkedByteSize(dims, 1, what, source);
     const rowLen = dims.length > 0 ? dims[0] : 1;
     if (rowLen % t.block !== 0) c.fail(`a row length that is a multiple of ${t.block} (the ${t.name} block) for ${what}`, `${rowLen}`);
     const byteLength = (count / t.block) * t.bytes;
@@ -491,7 +504,7 @@ export function parseGgufHeader(bytes: Uint8Array, options: { source?: string; f
 }
 
 /** Reads and parses the header of an open file, reading more as the parser asks for it. */
-async function readHeader(fh: import('node:fs').promises.FileHandle, size: number, source: string): Promise<GgufHeader> {
+async function readHeader(fh: import('node:fs').promises.FileHandle, size: number, source: string, budget: number): Promise<GgufHeader> {
   let buf = new Uint8Array(Math.min(size, 1 << 20));
   await readExactly(fh, buf, 0, source);
   for (;;) {
@@ -500,6 +513,7 @@ async function readHeader(fh: import('node:fs').promises.FileHandle, size: numbe
     } catch (err) {
       if (!(err instanceof NeedMore)) throw err;
       const len = Math.min(size, Math.max(err.end + (1 << 16), buf.length * 2));
+      checkLoadBudget(err.end, budget, 'the header (metadata and tensor infos)', source);
       const next = new Uint8Array(len);
       next.set(buf);
       await readExactly(fh, next.subarray(buf.length), buf.length, source);
@@ -564,9 +578,12 @@ function selectInfos(h: GgufHeader, names: readonly string[] | undefined, source
 export function readGguf(bytes: Uint8Array, options: GgufReadOptions = {}): GgufFile {
   checkBytes(bytes);
   const source = options.source ?? 'GGUF file';
+  const budget = resolveMaxLoadBytes(options.maxBytes);
   const h = parseHeader(bytes, bytes.length, source);
+  const infos = selectInfos(h, options.names, source);
+  checkLoadBudget(loadBytes(infos), budget, `the ${infos.length} tensors`, source);
   const tensors = new Map<string, Tensor>();
-  for (const info of selectInfos(h, options.names, source)) {
+  for (const info of infos) {
     tensors.set(info.name, toTensor(info, bytes.slice(info.offset, info.offset + info.byteLength), source));
   }
   return { ...h, tensors };
@@ -585,11 +602,14 @@ export function readGguf(bytes: Uint8Array, options: GgufReadOptions = {}): Gguf
 export async function readGgufFile(path: string, options: GgufReadOptions = {}): Promise<GgufFile> {
   checkPath(path);
   const source = options.source ?? path;
+  const budget = resolveMaxLoadBytes(options.maxBytes);
   const { fh, size } = await openForRead(path);
   try {
-    const h = await readHeader(fh, size, source);
+    const h = await readHeader(fh, size, source, budget);
+    const infos = selectInfos(h, options.names, source);
+    checkLoadBudget(loadBytes(infos), budget, `the ${infos.length} tensors`, source);
     const tensors = new Map<string, Tensor>();
-    for (const info of selectInfos(h, options.names, source)) {
+    for (const info of infos) {
       if (!['F32', 'F16', 'BF16', 'F64', 'I8', 'I32'].includes(info.type)) toTensor(info, new Uint8Array(0), source); // refuse before reading
       const raw = new Uint8Array(info.byteLength);
       await readExactly(fh, raw, info.offset, source);
@@ -609,12 +629,13 @@ export async function readGgufFile(path: string, options: GgufReadOptions = {}):
  * h.metadata.get('general.name')?.value;
  * ```
  */
-export async function readGgufHeaderFile(path: string, options: { source?: string } = {}): Promise<GgufHeader> {
+export async function readGgufHeaderFile(path: string, options: { source?: string; maxBytes?: number } = {}): Promise<GgufHeader> {
   checkPath(path);
   const source = options.source ?? path;
+  const budget = resolveMaxLoadBytes(options.maxBytes);
   const { fh, size } = await openForRead(path);
   try {
-    return await readHeader(fh, size, source);
+    return await readHeader(fh, size, source, budget);
   } finally {
     await fh.close();
   }

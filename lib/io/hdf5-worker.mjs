@@ -36,6 +36,7 @@ const H5T_COMPOUND = 6;
 const H5T_ENUM = 8;
 const MAX_DEPTH = 64;
 const MAX_NODES = 1_000_000;
+const MAX_CHUNKED_RATIO = 1024;
 
 class WorkerError extends Error {
   constructor(kind, message, fromHdf5 = false) {
@@ -168,6 +169,14 @@ function readDataset(ds, state) {
     throw new WorkerError(
       'corrupt',
       `Expected an unchunked dataset to fit in the ${state.fileBytes}-byte file for ${ds.path} but received ${nbytes} bytes ([${md.shape.join(', ')}] × ${md.size})`,
+    );
+  }
+  // Chunked datasets may be compressed (or sparse, filled with the fill value): bound the expansion so that a
+  // small file cannot make the reader allocate its whole budget.
+  if (md.chunks !== null && nbytes > state.fileBytes * MAX_CHUNKED_RATIO + (1 << 20)) {
+    throw new WorkerError(
+      'corrupt',
+      `Expected a chunked dataset of at most ${MAX_CHUNKED_RATIO} × the ${state.fileBytes}-byte file (plus 1 MiB) for ${ds.path} but received ${nbytes} bytes ([${md.shape.join(', ')}] × ${md.size})`,
     );
   }
   const ptr = Module._malloc(Math.max(nbytes, 1));

@@ -29,6 +29,7 @@ import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { CorruptFileError, InternalError, InvalidArgumentError, UnsupportedError } from '../errors';
 import { describe } from '../tensor';
+import { resolveMaxLoadBytes } from './limits';
 
 /** Dataset element types {@link readHdf5} and {@link writeHdf5} handle. */
 export type H5DType =
@@ -82,7 +83,6 @@ const CONTAINER: Record<H5DType, new (n: number) => H5Dataset['data']> = {
 
 const HDF5_SIGNATURE = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a];
 const MAX_DEPTH = 64;
-const DEFAULT_MAX_BYTES = 2 ** 32;
 const WORKER_FILE = 'hdf5-worker.mjs';
 
 /**
@@ -394,7 +394,9 @@ function hasSignature(bytes: Uint8Array): boolean {
  * refused; soft links are followed.
  *
  * @param bytes - the whole file
- * @param options - `source` names the file in errors; `maxBytes` bounds the total dataset bytes (default 4 GiB);
+ * @param options - `source` names the file in errors; `maxBytes` bounds the total dataset bytes (default
+ *   {@link getMaxLoadBytes}: `setMaxLoadBytes()`, `QK_MAX_LOAD_BYTES`, or min(total memory, 16 GiB)); chunked
+ *   (possibly compressed) datasets may declare at most 1024 × the file size plus 1 MiB;
  *   `timeoutMs` bounds the parse (default 60 s plus 10 ms per MB)
  * @throws CorruptFileError for garbage, a truncated or inconsistent file, sizes beyond the file or `maxBytes`,
  *   or a WebAssembly abort; UnsupportedError for dataset types outside the subset (e.g. uint32, strings).
@@ -410,10 +412,7 @@ export async function readHdf5(
 ): Promise<H5Group> {
   if (!isTyped(bytes, 'Uint8Array')) throw new InvalidArgumentError(`Expected a Uint8Array for bytes but received ${describe(bytes)}`);
   const source = options.source ?? 'HDF5 file';
-  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
-  if (typeof maxBytes !== 'number' || !(maxBytes >= 0)) {
-    throw new InvalidArgumentError(`Expected a non-negative number for options.maxBytes but received ${describe(maxBytes)}`);
-  }
+  const maxBytes = options.maxBytes === 0 ? 0 : resolveMaxLoadBytes(options.maxBytes);
   const timeoutMs = options.timeoutMs ?? 60_000 + bytes.length / 100_000;
   if (!hasSignature(bytes)) {
     const head = Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(' ');

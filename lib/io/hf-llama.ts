@@ -37,6 +37,7 @@ import { HfTokenizer } from '../tokenizers/hf';
 import { checkPath, isBytes } from './le-bytes';
 import { checkLlamaConfig, halfSplitToInterleaved, LLAMA_TENSOR_NAMES as N, LlamaCheckpoint, LlamaConfig, llamaTensorSpecs } from './llama-common';
 import { readSafetensors } from './safetensors';
+import { checkLoadBudget, readFileWithinBudget, resolveMaxLoadBytes } from './limits';
 
 /**
  * A Hugging Face Llama model in the canonical layout.
@@ -79,7 +80,14 @@ export interface HfLlamaFiles {
 export interface HfLlamaReadOptions {
   /** Names the model in error messages (default the directory, or "Hugging Face model"). */
   source?: string;
+  /**
+   * Memory budget in bytes: the weight shards together, and each JSON file (config and index: at most 16 MiB),
+   * are checked before they are read. Default `getMaxLoadBytes()`; exceeding it gives `QK_OUT_OF_MEMORY`.
+   */
+  maxBytes?: number;
 }
+
+const MAX_JSON_BYTES = 16 * 2 ** 20;
 
 function parseJson(text: string | Record<string, unknown>, what: string): Record<string, unknown> {
   let v: unknown = text;
@@ -265,14 +273,17 @@ export async function readHfLlamaDir(dir: string, options: HfLlamaReadOptions = 
   const where = options.source ?? dir;
   const file = (name: string) => nodePath.join(dir, name);
   const exists = async (name: string) => fs.promises.stat(file(name)).then((s) => s.isFile(), () => false);
-  const config = await fs.promises.readFile(file('config.json'), 'utf8');
+  const budget = resolveMaxLoadBytes(options.maxBytes);
+  const text = async (name: string, cap: number) =>
+    new TextDecoder().decode(await readFileWithinBudget(file(name), Math.min(budget, cap), name, where));
+  const config = await text('config.json', MAX_JSON_BYTES);
   const hfConfig = parseJson(config, `${where} config.json`);
   const llama = hfConfigToLlama(hfConfig, { source: where });
   let shardNames: string[];
   if (await exists('model.safetensors')) {
     shardNames = ['model.safetensors'];
   } else if (await exists('model.safetensors.index.json')) {
-    const index = parseJson(await fs.promises.readFile(file('model.safetensors.index.json'), 'utf8'), `${where} model.safetensors.index.json`);
+    const index = parseJson(await text('model.safetensors.index.json', MAX_JSON_BYTES), `${where} model.safetensors.index.json`);
     const map = index.weight_map;
     if (map === null || typeof map !== 'object' || Array.isArray(map)) throw new CorruptFileError(`Expected an object weight_map in ${where} model.safetensors.index.json but received ${describe(map)}`);
     const names = new Set<string>();
@@ -286,16 +297,25 @@ export async function readHfLlamaDir(dir: string, options: HfLlamaReadOptions = 
   } else {
     throw new CorruptFileError(`Expected model.safetensors or model.safetensors.index.json in ${where} but received neither`);
   }
+  // The shards together must fit the budget: sizes are checked before the first one is read.
+  let total = 0;
+  for (const name of shardNames) {
+    const st = await fs.promises.stat(file(name)).catch((err: Error) => {
+      throw new CorruptFileError(`Expected the weight shard ${name} in ${where} but it could not be read: ${err.message}`);
+    });
+    total += st.size;
+  }
+  checkLoadBudget(total, budget, `the ${shardNames.length} weight shard(s)`, where);
   const hf = new Map<string, Tensor>();
   for (const name of shardNames) {
-    const bytes = new Uint8Array(await fs.promises.readFile(file(name)));
-    for (const [k, t] of readSafetensors(bytes, { source: `${where}/${name}` }).tensors) {
+    const bytes = await readFileWithinBudget(file(name), budget, name, where);
+    for (const [k, t] of readSafetensors(bytes, { source: `${where}/${name}`, maxBytes: budget }).tensors) {
       if (hf.has(k)) throw new CorruptFileError(`Expected each tensor in one shard of ${where} but received ${JSON.stringify(k)} twice`);
       hf.set(k, t);
     }
   }
   const tensors = toCanonical(llama, hf, where);
   const out: HfLlamaCheckpoint = { config: llama, tensors, hfConfig };
-  if (await exists('tokenizer.json')) out.tokenizer = await HfTokenizer.fromFile(file('tokenizer.json'), { source: `${where}/tokenizer.json` });
+  if (await exists('tokenizer.json')) out.tokenizer = HfTokenizer.fromJSON(await text('tokenizer.json', Math.floor(budget / 10)), { source: `${where}/tokenizer.json`, maxBytes: budget });
   return out;
 }

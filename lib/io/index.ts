@@ -1,7 +1,8 @@
 /**
  * File formats, pure I/O with no knowledge of models: ZIP (the `.keras` container), HDF5 (`model.weights.h5`,
  * `.weights.h5`), safetensors, and atomic file replacement. Every reader validates sizes, offsets and counts
- * against the file before allocating, and reports problems as {@link CorruptFileError}.
+ * against the file and the memory budget (`setMaxLoadBytes`, `QK_MAX_LOAD_BYTES`, per-call `maxBytes`) before
+ * allocating, and reports problems as {@link CorruptFileError} (or `QK_OUT_OF_MEMORY` for the budget).
  *
  * @example
  * ```ts
@@ -18,3 +19,4 @@ export { readHdf5, writeHdf5, h5Group, h5Dataset, h5Get, terminateHdf5Worker } f
 export type { H5DType, H5Dataset, H5Group } from './hdf5';
 export { readSafetensors, readSafetensorsFile, writeSafetensors, writeSafetensorsFile } from './safetensors';
 export { writeFileAtomic, cleanStaleTempFiles } from './atomic';
+export { setMaxLoadBytes, getMaxLoadBytes, defaultMaxLoadBytes, resolveMaxLoadBytes, checkLoadBudget, checkedByteSize } from './limits';

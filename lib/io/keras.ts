@@ -22,6 +22,8 @@ import { Tensor, describe } from '../tensor';
 import { writeFileAtomic } from './atomic';
 import { h5Dataset, h5Group, H5Dataset, H5DType, H5Group, readHdf5, writeHdf5 } from './hdf5';
 import { readZip, writeZip, ZipLimits } from './zip';
+import { readFileWithinBudget, resolveMaxLoadBytes } from './limits';
+import { runWithAllocationBudget } from '../alloc-budget';
 import type { FromConfigOptions } from '../models/graph';
 
 /**
@@ -37,9 +39,16 @@ export const KERAS_FORMAT_VERSION = '3.16.0';
 export interface LoadModelOptions extends FromConfigOptions {
   /** Limits for the zip reader (entry count, sizes, compression ratio). */
   limits?: ZipLimits;
-  /** Largest HDF5 weights file accepted, in bytes (default 4 GiB). */
+  /**
+   * Memory budget of the load in bytes: the archive file, its uncompressed entries and the weights' dataset bytes
+   * must each fit (default {@link getMaxLoadBytes}: `setMaxLoadBytes()`, `QK_MAX_LOAD_BYTES`, or min(total
+   * memory, 16 GiB)). Exceeding it gives `QK_OUT_OF_MEMORY` before the memory is allocated.
+   */
+  maxBytes?: number;
+  /** Largest total of HDF5 dataset bytes accepted (default: the budget `maxBytes`). */
   maxWeightsBytes?: number;
 }
+
 
 const H5_OF_DTYPE: Partial<Record<DType, H5DType>> = {
   float32: 'float32',
@@ -242,8 +251,9 @@ export async function saveModel(model: Model, file: string): Promise<void> {
 export async function loadModel(file: string | Uint8Array, options: LoadModelOptions = {}): Promise<Model> {
   const source = typeof file === 'string' ? path.basename(file) : 'archive';
   if (typeof file !== 'string' && !ArrayBuffer.isView(file)) throw new InvalidArgumentError(`Expected a path or a Uint8Array for file but received ${describe(file)}`);
-  const bytes = typeof file === 'string' ? new Uint8Array(await fs.promises.readFile(file)) : new Uint8Array(file.buffer, file.byteOffset, file.byteLength);
-  const entries = readZip(bytes, { limits: options.limits, source });
+  const budget = resolveMaxLoadBytes(options.maxBytes);
+  const bytes = typeof file === 'string' ? await readFileWithinBudget(file, budget, 'the file', source) : new Uint8Array(file.buffer, file.byteOffset, file.byteLength);
+  const entries = readZip(bytes, { limits: options.limits, source, maxBytes: budget });
   verifyChecksums(entries, source);
   const configBytes = entries.get('config.json');
   if (!configBytes) throw new CorruptFileError(`${source}: not a .keras archive (no config.json entry)`);
@@ -253,24 +263,29 @@ export async function loadModel(file: string | Uint8Array, options: LoadModelOpt
   } catch (err) {
     throw new CorruptFileError(`${source}: config.json is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
-  let model: Layer;
-  try {
-    model = await deserializeLayer(config, options);
-  } catch (err) {
-    if (err instanceof QkError) throw err;
-    throw new CorruptFileError(`${source}: config.json could not be rebuilt: ${(err as Error).message}`, { cause: err });
-  }
-  if (!(model instanceof Model)) throw new CorruptFileError(`${source}: config.json describes a ${model.constructor.name}, not a model`);
-  if (!model.built) {
-    const bc = (config as { build_config?: unknown }).build_config;
-    if (bc && typeof bc === 'object') await model.buildFromConfig(bc as Record<string, unknown>);
-  }
+  // Every weight the config makes quantkit allocate (layer builds) is charged against the budget first.
+  const model = await runWithAllocationBudget(budget, source, async () => {
+    let m: Layer;
+    try {
+      m = await deserializeLayer(config, options);
+    } catch (err) {
+      if (err instanceof QkError) throw err;
+      throw new CorruptFileError(`${source}: config.json could not be rebuilt: ${(err as Error).message}`, { cause: err });
+    }
+    if (!(m instanceof Model)) throw new CorruptFileError(`${source}: config.json describes a ${m.constructor.name}, not a model`);
+    if (!m.built) {
+      const bc = (config as { build_config?: unknown }).build_config;
+      if (bc && typeof bc === 'object') await m.buildFromConfig(bc as Record<string, unknown>);
+    }
+    return m;
+  });
   const weightsBytes = entries.get('model.weights.h5');
   if (!weightsBytes) {
     if (model.variables.length > 0) throw new CorruptFileError(`${source}: the archive has no model.weights.h5 but the model has ${model.variables.length} variables`);
     return model;
   }
-  const tree = await readHdf5(weightsBytes, { source: `${source}/model.weights.h5`, maxBytes: options.maxWeightsBytes });
+  const maxWeights = Math.min(budget, resolveMaxLoadBytes(options.maxWeightsBytes, 'options.maxWeightsBytes'));
+  const tree = await readHdf5(weightsBytes, { source: `${source}/model.weights.h5`, maxBytes: maxWeights });
   applyWeightsTree(model, tree, `${source}/model.weights.h5`, readQuantkitEntry(entries.get(QUANTKIT_ENTRY), source));
   return model;
 }
@@ -297,10 +312,11 @@ export async function saveWeights(model: Model, file: string): Promise<void> {
  * await loadWeights(model, 'model.weights.h5');
  * ```
  */
-export async function loadWeights(model: Model, file: string | Uint8Array): Promise<void> {
+export async function loadWeights(model: Model, file: string | Uint8Array, options: { maxBytes?: number } = {}): Promise<void> {
   const source = typeof file === 'string' ? path.basename(file) : 'weights';
-  const bytes = typeof file === 'string' ? new Uint8Array(await fs.promises.readFile(file)) : file;
-  applyWeightsTree(model, await readHdf5(bytes, { source }), source);
+  const budget = resolveMaxLoadBytes(options.maxBytes);
+  const bytes = typeof file === 'string' ? await readFileWithinBudget(file, budget, 'the file', source) : file;
+  applyWeightsTree(model, await readHdf5(bytes, { source, maxBytes: budget }), source);
 }
 
 const QUANTKIT_ENTRY = 'quantkit.json';

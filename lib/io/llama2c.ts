@@ -35,6 +35,7 @@
 import { CorruptFileError, UnsupportedError } from '../errors';
 import { Tensor } from '../tensor';
 import { checkBytes, checkPath, copyLE, leToHost, openForRead, readExactly } from './le-bytes';
+import { checkLoadBudget, resolveMaxLoadBytes } from './limits';
 import { checkLlamaConfig, LLAMA_TENSOR_NAMES as N, llamaHeadSize, LlamaCheckpoint, LlamaConfig, llamaTensorSpecs } from './llama-common';
 
 /**
@@ -71,6 +72,8 @@ export interface Llama2cCheckpoint extends LlamaCheckpoint {
 export interface Llama2cReadOptions {
   /** Names the file in error messages (default the path, or "llama2.c checkpoint"). */
   source?: string;
+  /** Memory budget of the tensors in bytes (default `getMaxLoadBytes()`; exceeding it gives `QK_OUT_OF_MEMORY`). */
+  maxBytes?: number;
 }
 
 interface Segment {
@@ -91,7 +94,7 @@ interface Plan {
 }
 
 /** Parses and validates the header (`head` holds at least the first min(256, fileSize) bytes). */
-function plan(head: Uint8Array, fileSize: number, source: string): Plan {
+function plan(head: Uint8Array, fileSize: number, source: string, budget: number): Plan {
   const fail = (what: string, received: string): never => {
     throw new CorruptFileError(`Expected ${what} in ${source} but received ${received}`);
   };
@@ -186,6 +189,7 @@ function plan(head: Uint8Array, fileSize: number, source: string): Plan {
   if (offset !== fileSize) {
     fail(`exactly ${offset} bytes as the version-${version} header implies (${header}${tied ? '' : ', untied classifier'})`, `${fileSize} bytes`);
   }
+  checkLoadBudget(offset, budget, `the tensors (${header})`, source);
   const entries: Plan['entries'] = [];
   segs.forEach((s, k) => {
     const count = s.shape.reduce((a, b) => a * b, 1);
@@ -217,7 +221,7 @@ function canonicalOrder(config: LlamaConfig, tensors: Map<string, Tensor<'float3
 export function readLlama2c(bytes: Uint8Array, options: Llama2cReadOptions = {}): Llama2cCheckpoint {
   checkBytes(bytes);
   const source = options.source ?? 'llama2.c checkpoint';
-  const p = plan(bytes, bytes.length, source);
+  const p = plan(bytes, bytes.length, source, resolveMaxLoadBytes(options.maxBytes));
   const tensors = new Map<string, Tensor<'float32'>>();
   for (const e of p.entries) tensors.set(e.name, new Tensor('float32', e.shape, copyLE(Float32Array, bytes, e.offset, e.count)));
   return { version: p.version, config: p.config, tensors: canonicalOrder(p.config, tensors) };
@@ -239,11 +243,12 @@ export function readLlama2c(bytes: Uint8Array, options: Llama2cReadOptions = {})
 export async function readLlama2cFile(path: string, options: Llama2cReadOptions = {}): Promise<Llama2cCheckpoint> {
   checkPath(path);
   const source = options.source ?? path;
+  const budget = resolveMaxLoadBytes(options.maxBytes);
   const { fh, size } = await openForRead(path);
   try {
     const head = new Uint8Array(Math.min(size, V1_HEADER_BYTES));
     await readExactly(fh, head, 0, source);
-    const p = plan(head, size, source);
+    const p = plan(head, size, source, budget);
     const tensors = new Map<string, Tensor<'float32'>>();
     for (const e of p.entries) {
       const data = new Float32Array(e.count);

@@ -73,6 +73,8 @@ export interface LoadLlamaCheckpointOptions {
   tokenizer?: string | Tokenizer;
   /** Names the checkpoint in error messages (default the path). */
   source?: string;
+  /** Memory budget in bytes for the checkpoint and tokenizer (default `getMaxLoadBytes()`). */
+  maxBytes?: number;
 }
 
 /**
@@ -93,7 +95,7 @@ export async function loadLlamaCheckpoint(path: string, options: LoadLlamaCheckp
   const st = await fs.promises.stat(path);
   let out: LoadedLlamaCheckpoint;
   if (st.isDirectory()) {
-    const r = await readHfLlamaDir(path, { source });
+    const r = await readHfLlamaDir(path, { source, maxBytes: options.maxBytes });
     out = { format: 'hf', config: r.config, tensors: r.tensors, tokenizer: r.tokenizer };
   } else {
     const fh = await fs.promises.open(path, 'r');
@@ -104,10 +106,10 @@ export async function loadLlamaCheckpoint(path: string, options: LoadLlamaCheckp
       await fh.close();
     }
     if (String.fromCharCode(...magic) === 'GGUF') {
-      const r = await readGgufLlamaFile(path, { source });
+      const r = await readGgufLlamaFile(path, { source, maxBytes: options.maxBytes });
       out = { format: 'gguf', config: r.config, tensors: r.tensors, tokenizer: r.tokenizer };
     } else {
-      const r = await readLlama2cFile(path, { source });
+      const r = await readLlama2cFile(path, { source, maxBytes: options.maxBytes });
       out = { format: 'llama2c', config: r.config, tensors: r.tensors };
     }
   }
@@ -116,8 +118,8 @@ export async function loadLlamaCheckpoint(path: string, options: LoadLlamaCheckp
     if (typeof t === 'string') {
       checkPath(t, 'options.tokenizer');
       out.tokenizer = nodePath.extname(t).toLowerCase() === '.json'
-        ? await HfTokenizer.fromFile(t)
-        : await Llama2cTokenizer.fromFile(t, { vocabSize: out.config.vocabSize });
+        ? await HfTokenizer.fromFile(t, { maxBytes: options.maxBytes })
+        : await Llama2cTokenizer.fromFile(t, { vocabSize: out.config.vocabSize, maxBytes: options.maxBytes });
     } else if (t !== null && typeof t === 'object' && typeof (t as Tokenizer).encode === 'function' && typeof (t as Tokenizer).decode === 'function') {
       out.tokenizer = t;
     } else {

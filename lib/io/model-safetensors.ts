@@ -58,14 +58,15 @@ export async function exportSafetensorsFile(model: Layer, path: string): Promise
 
 /**
  * {@link importSafetensors} from a file, reading each tensor straight into its own buffer (the file is never held
- * in memory as a whole). Everything is checked before any layer changes.
+ * in memory as a whole). Everything is checked before any layer changes. `options.maxBytes`: the memory budget
+ * (default `getMaxLoadBytes()`).
  * @example
  * ```ts
  * await importSafetensorsFile(model, 'model.safetensors');
  * ```
  */
-export async function importSafetensorsFile(model: Layer, path: string): Promise<void> {
-  const { tensors, metadata } = await readSafetensorsFile(path, { source: path });
+export async function importSafetensorsFile(model: Layer, path: string, options: { maxBytes?: number } = {}): Promise<void> {
+  const { tensors, metadata } = await readSafetensorsFile(path, { source: path, maxBytes: options.maxBytes });
   applySafetensors(model, tensors, metadata, path);
 }
 
@@ -130,8 +131,8 @@ export function unpack3(bytes: Uint8Array, n: number): Uint8Array {
  * importSafetensors(model, fs.readFileSync('model.safetensors'));
  * ```
  */
-export function importSafetensors(model: Layer, bytes: Uint8Array, source = 'safetensors'): void {
-  const { tensors, metadata } = readSafetensors(bytes, { source });
+export function importSafetensors(model: Layer, bytes: Uint8Array, source = 'safetensors', options: { maxBytes?: number } = {}): void {
+  const { tensors, metadata } = readSafetensors(bytes, { source, maxBytes: options.maxBytes });
   applySafetensors(model, tensors, metadata, source);
 }
 

@@ -21,6 +21,7 @@ import type { DType } from '../dtype';
 import { CorruptFileError, InvalidArgumentError, UnsupportedError } from '../errors';
 import { Tensor, containerLengthForShape, describe } from '../tensor';
 import { writeFileAtomic } from './atomic';
+import { checkedByteSize, checkLoadBudget, resolveMaxLoadBytes } from './limits';
 
 /** A Uint8Array (or Buffer) from any realm (jest's vm contexts included). */
 function isUint8Array(x: unknown): x is Uint8Array {
@@ -86,7 +87,9 @@ const CONTAINERS: Record<string, Ctor> = {
  * not fit). Tensors own their data (copied out of `bytes`).
  *
  * @param bytes - the whole file
- * @param options - `source` names the file in errors; `maxHeaderBytes` bounds the JSON header (default 100 MB)
+ * @param options - `source` names the file in errors; `maxHeaderBytes` bounds the JSON header (default 100 MB);
+ *   `maxBytes` the memory budget of the tensor data (default {@link getMaxLoadBytes}; exceeding it gives
+ *   `QK_OUT_OF_MEMORY` before anything is copied)
  * @throws CorruptFileError for any inconsistency (the message names `source` and the tensor);
  *   UnsupportedError for a dtype quantkit cannot hold (e.g. U16, F8_E8M0).
  * @example
@@ -156,12 +159,8 @@ function parseSafetensorsHeader(
       );
     }
     if (!Array.isArray(shape)) tfail('an array shape', describe(shape));
-    let count = 1;
-    (shape as unknown[]).forEach((d, i) => {
-      if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) tfail(`a non-negative integer for shape[${i}]`, describe(d));
-      count *= d as number;
-      if (!Number.isSafeInteger(count * st.size)) tfail('a shape whose byte size fits in 2^53', `[${(shape as number[]).join(', ')}]`);
-    });
+    // every dimension an integer in [0, 2^31 - 1] (the native kernels' int32 sizes), the byte size below 2^53
+    const count = checkedByteSize(shape as number[], st.size, `tensor ${JSON.stringify(name)}`, source) / st.size;
     if (!Array.isArray(offs) || offs.length !== 2) tfail('data_offsets [begin, end]', describe(offs));
     const [begin, end] = offs as unknown[];
     for (const v of [begin, end]) {
@@ -254,7 +253,7 @@ function restoreSubByte(metadata: Record<string, string>, tensors: Map<string, T
 
 export function readSafetensors(
   bytes: Uint8Array,
-  options: { source?: string; maxHeaderBytes?: number } = {},
+  options: { source?: string; maxHeaderBytes?: number; maxBytes?: number } = {},
 ): { metadata: Record<string, string>; tensors: Map<string, Tensor> } {
   if (!isUint8Array(bytes)) {
     throw new InvalidArgumentError(`Expected a Uint8Array for bytes but received ${describe(bytes)}`);
@@ -264,7 +263,9 @@ export function readSafetensors(
   if (typeof maxHeader !== 'number' || !(maxHeader > 0)) {
     throw new InvalidArgumentError(`Expected a positive number for options.maxHeaderBytes but received ${describe(maxHeader)}`);
   }
+  const budget = resolveMaxLoadBytes(options.maxBytes);
   const { metadata, entries, dataStart } = parseSafetensorsHeader(bytes, bytes.length, source, maxHeader);
+  checkLoadBudget(bytes.length - dataStart, budget, 'the tensor data', source);
   const tensors = new Map<string, Tensor>();
   for (const e of entries) tensors.set(e.name, entryTensor(e, bytes.slice(dataStart + e.begin, dataStart + e.end), source)); // copies: aligned, owned
   restoreSubByte(metadata, tensors, source);
@@ -283,9 +284,10 @@ export function readSafetensors(
  */
 export async function readSafetensorsFile(
   path: string,
-  options: { source?: string; maxHeaderBytes?: number } = {},
+  options: { source?: string; maxHeaderBytes?: number; maxBytes?: number } = {},
 ): Promise<{ metadata: Record<string, string>; tensors: Map<string, Tensor> }> {
   const source = options.source ?? path;
+  const budget = resolveMaxLoadBytes(options.maxBytes);
   const maxHeader = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER;
   if (typeof maxHeader !== 'number' || !(maxHeader > 0)) {
     throw new InvalidArgumentError(`Expected a positive number for options.maxHeaderBytes but received ${describe(maxHeader)}`);
@@ -314,6 +316,7 @@ export async function readSafetensorsFile(
     const n = n64 > BigInt(maxHeader) || 8n + n64 > BigInt(total) ? 0 : Number(n64);
     const head = n > 0 ? await readAt(0, 8 + n) : lenBytes;
     const { metadata, entries, dataStart } = parseSafetensorsHeader(head, total, source, maxHeader);
+    checkLoadBudget(total - dataStart, budget, 'the tensor data', source);
     const tensors = new Map<string, Tensor>();
     for (const e of entries) tensors.set(e.name, entryTensor(e, await readAt(dataStart + e.begin, e.end - e.begin), source));
     restoreSubByte(metadata, tensors, source);

@@ -18,6 +18,7 @@
 import { deflateSync, Inflate } from 'fflate';
 import { CorruptFileError, InvalidArgumentError, UnsupportedError } from '../errors';
 import { describe } from '../tensor';
+import { checkLoadBudget, resolveMaxLoadBytes } from './limits';
 
 /** A Uint8Array (or Buffer) from any realm (jest's vm contexts included). */
 function isUint8Array(x: unknown): x is Uint8Array {
@@ -109,11 +110,14 @@ function hex(n: number): string {
  * Directory entries are checked but not returned.
  *
  * @param bytes - the whole archive
- * @param options - `limits` against hostile archives; `source` names the archive in error messages
+ * @param options - `limits` against hostile archives; `maxBytes` the memory budget of the uncompressed entries
+ *   (default {@link getMaxLoadBytes}: `setMaxLoadBytes()`, `QK_MAX_LOAD_BYTES`, or min(total memory, 16 GiB));
+ *   `source` names the archive in error messages
  * @returns entry name → contents, in central-directory order
  * @throws CorruptFileError for a truncated, inconsistent or hostile archive (the message names `source` and
- *   the entry); UnsupportedError for encryption, multi-disk archives or compression methods other than
- *   stored/deflate.
+ *   the entry), including symbolic links and other non-regular entries (Unix file types in the external
+ *   attributes); OutOfMemoryError when the declared sizes exceed `maxBytes`; UnsupportedError for encryption,
+ *   multi-disk archives or compression methods other than stored/deflate.
  * @example
  * ```ts
  * const files = readZip(await fs.promises.readFile('model.keras'), { source: 'model.keras' });
@@ -122,13 +126,14 @@ function hex(n: number): string {
  */
 export function readZip(
   bytes: Uint8Array,
-  options: { limits?: ZipLimits; source?: string } = {},
+  options: { limits?: ZipLimits; source?: string; maxBytes?: number } = {},
 ): Map<string, Uint8Array> {
   if (!isUint8Array(bytes)) {
     throw new InvalidArgumentError(`Expected a Uint8Array for bytes but received ${describe(bytes)}`);
   }
   const source = options.source ?? 'zip archive';
   const limits = resolveLimits(options.limits);
+  const budget = resolveMaxLoadBytes(options.maxBytes);
   const fail = (what: string, received: string): never => {
     throw new CorruptFileError(`Expected ${what} in ${source} but received ${received}`);
   };
@@ -198,6 +203,7 @@ export function readZip(
   for (let i = 0; i < entryCount; i++) {
     if (p + 46 > cdOffset + cdSize) fail(`central header ${i} inside the central directory`, `offset ${p}`);
     if (u32(p) !== SIG_CENTRAL) fail(`a central header signature at offset ${p}`, hex(u32(p)));
+    const madeBy = u16(p + 4) >> 8;
     const flags = u16(p + 8);
     const method = u16(p + 10);
     const crc = u32(p + 16);
@@ -207,6 +213,7 @@ export function readZip(
     const extraLen = u16(p + 30);
     const commentLen = u16(p + 32);
     const disk = u16(p + 34);
+    const externalAttrs = u32(p + 38);
     let localOffset = u32(p + 42);
     const next = p + 46 + nameLen + extraLen + commentLen;
     if (next > cdOffset + cdSize) fail(`central header ${i} inside the central directory`, `end ${next}`);
@@ -243,6 +250,12 @@ export function readZip(
     }
     checkName(name, entryFail);
     if (names.has(name)) entryFail('a unique name', 'a duplicate entry');
+    // Unix (3) and macOS (19) archivers keep the file type in the high 16 bits of the external attributes:
+    // only regular files and directories are accepted (a symlink could point outside the archive).
+    const unixType = (externalAttrs >>> 16) & 0o170000;
+    if ((madeBy === 3 || madeBy === 19) && unixType !== 0 && unixType !== 0o100000 && unixType !== 0o040000) {
+      entryFail('a regular file or directory', unixType === 0o120000 ? 'a symbolic link' : `Unix file type 0o${unixType.toString(8)}`);
+    }
     names.add(name);
     if (flags & 0x1) throw new UnsupportedError(`Expected an unencrypted zip entry ${JSON.stringify(name)} in ${source} but received an encrypted one`);
     if (method !== 0 && method !== 8) {
@@ -257,6 +270,7 @@ export function readZip(
     if (declaredTotal > limits.maxTotalBytes) {
       fail(`at most ${limits.maxTotalBytes} uncompressed bytes in total (limits.maxTotalBytes)`, `more at entry ${JSON.stringify(name)}`);
     }
+    checkLoadBudget(declaredTotal, budget, `the uncompressed entries up to ${JSON.stringify(name)}`, source);
     // Local header: same name, data inside the file and before the central directory.
     if (localOffset + 30 > cdOffset) entryFail(`a local header before the central directory at ${cdOffset}`, `offset ${localOffset}`);
     if (u32(localOffset) !== SIG_LOCAL) entryFail(`a local header signature at offset ${localOffset}`, hex(u32(localOffset)));

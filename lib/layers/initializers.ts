@@ -4,6 +4,7 @@
  */
 import { InvalidArgumentError } from '../errors';
 import { Tensor } from '../tensor';
+import { chargeAllocation } from '../alloc-budget';
 
 /** An initializer name or a function `(shape) => Float32Array`. */
 export type Initializer = 'glorot_uniform' | 'zeros' | 'ones' | 'uniform' | 'random_normal' | ((shape: readonly number[]) => Float32Array);
@@ -45,6 +46,7 @@ export function initialize(init: Initializer, shape: readonly number[], seed?: n
     }
     return new Tensor('float32', shape, data);
   }
+  chargeAllocation(n * 4, `float32 weights of shape [${shape.join(', ')}]`);
   const data = new Float32Array(n);
   const rand = seededRandom(seed ?? globalSeed++);
   switch (init) {

@@ -10,7 +10,7 @@
  * @packageDocumentation
  */
 import { DType } from '../dtype';
-import { InvalidArgumentError } from '../errors';
+import { InvalidArgumentError, UnsupportedError } from '../errors';
 import { Layer } from '../layers/layer';
 import { getLayerClass } from '../layers/registry';
 import { _serializeValue } from '../quantizers/registry';
@@ -359,11 +359,20 @@ export async function deserializeLayer(entry: unknown, options: FromConfigOption
     throw new InvalidArgumentError(`Expected a plain object for config of layer class '${className}' but received ${describe(config)}`);
   }
   const custom = options.customObjects ?? {};
-  const fromCustom = custom[className] ?? (registered ? custom[registered] : undefined);
+  // own properties only: a class_name such as 'constructor' or '__proto__' must not reach Object.prototype
+  const own = (k: string | null) => (k !== null && Object.prototype.hasOwnProperty.call(custom, k) ? custom[k] : undefined);
+  const fromCustom = own(className) ?? own(registered);
   if (fromCustom) return fromCustom.fromConfig(config);
   const model = modelDeserializers.get(className) ?? (registered ? modelDeserializers.get(registered) : undefined);
   if (model) return model(config, options);
   const cls = getLayerClass(className) ?? (registered?.includes('>') ? getLayerClass(registered.split('>')[1]) : undefined);
+  if (!cls && (className === 'Lambda' || registered === 'Lambda' || registered?.endsWith('>Lambda'))) {
+    // Keras serializes a Lambda layer's function as Python bytecode (refused by Keras's safe_mode); quantkit never
+    // executes code from a file.
+    throw new UnsupportedError(
+      `Expected layers without code for layer '${typeof config.name === 'string' ? config.name : '?'}' but received a Lambda layer: its function is serialized Python bytecode, which quantkit never executes (as Keras refuses it in safe_mode). Replace it with a custom layer class and registerLayer() it`,
+    );
+  }
   if (!cls) {
     throw new InvalidArgumentError(
       `Expected a registered layer class for class_name of layer '${typeof config.name === 'string' ? config.name : '?'}' but received '${className}'${registered ? ` (registered_name '${registered}')` : ''}: ` +

@@ -25,6 +25,8 @@ import * as path from 'path';
 import { createHash } from 'crypto';
 import { writeFileAtomic } from '../io/atomic';
 import { writeHdf5 } from '../io/hdf5';
+import { checkLoadBudget, getMaxLoadBytes } from '../io/limits';
+import { runWithAllocationBudget } from '../alloc-budget';
 import { Llama2cTokenizer } from '../tokenizers/llama2c';
 import { _registerModelDeserializer, serializeLayer } from './graph';
 import { Model, QuantizationLayerStructure } from './model';
@@ -81,6 +83,8 @@ export class LlamaKVCache {
     readonly headDim: number,
   ) {
     const n = batch * kvHeads * maxSeq * headDim;
+    // A context length from an untrusted file must not size an unbounded allocation.
+    checkLoadBudget(numLayers * 2 * n * 4, getMaxLoadBytes(), `a KV cache (${numLayers} layers x 2 x [${batch}, ${kvHeads}, ${maxSeq}, ${headDim}] float32)`, 'the model');
     this.layers = Array.from({ length: numLayers }, () => ({ k: new Float32Array(n), v: new Float32Array(n) }));
   }
 }
@@ -1127,7 +1131,7 @@ export class LlamaCausalLM extends Model {
     if (!entry || typeof entry !== 'object' || entry.class_name !== 'LlamaCausalLM' || typeof entry.config !== 'object') {
       throw new InvalidArgumentError(`Expected a LlamaCausalLM preset at '${dir}' but config.json describes ${describe(entry?.class_name)}`);
     }
-    const model = await LlamaCausalLM.fromConfig(entry.config as Record<string, unknown>);
+    const model = await runWithAllocationBudget(getMaxLoadBytes(), `${dir}/config.json`, () => LlamaCausalLM.fromConfig(entry.config as Record<string, unknown>));
     await model.loadWeights(new Uint8Array(await read('model.weights.h5')));
     if (fs.existsSync(path.join(dir, 'tokenizer.json'))) {
       const t = JSON.parse((await read('tokenizer.json')).toString('utf8')) as { class_name?: unknown; config?: { file?: unknown } };

@@ -669,10 +669,10 @@ export class Model extends Layer {
    * await model.loadWeights('model.weights.h5');
    * ```
    */
-  async loadWeights(file: string | Uint8Array): Promise<void> {
+  async loadWeights(file: string | Uint8Array, options: { maxBytes?: number } = {}): Promise<void> {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const io = require('../io/keras') as typeof import('../io/keras');
-    await this.gate.write('loadWeights()', () => io.loadWeights(this, file));
+    await this.gate.write('loadWeights()', () => io.loadWeights(this, file, options));
   }
 
   /**

@@ -34,6 +34,7 @@ import { CorruptFileError, InvalidArgumentError, UnsupportedError } from '../err
 import { describe } from '../tensor';
 import { checkPath } from '../io/le-bytes';
 import type { EncodeOptions, Tokenizer } from './types';
+import { checkLoadBudget, readFileWithinBudget, resolveMaxLoadBytes } from '../io/limits';
 
 /**
  * Options of {@link HfTokenizer.encode}.
@@ -67,6 +68,11 @@ export interface HfTokenizerOptions {
   bosToken?: string;
   /** The EOS token's text (default `</s>` or another usual name). */
   eosToken?: string;
+  /**
+   * Memory budget in bytes (default `getMaxLoadBytes()`): parsed JSON takes up to ~10× its text, so the text may
+   * be at most a tenth of it (`QK_OUT_OF_MEMORY` otherwise, before parsing).
+   */
+  maxBytes?: number;
 }
 
 type Json = Record<string, unknown>;
@@ -314,6 +320,8 @@ export class HfTokenizer implements Tokenizer {
     const source = options.source ?? 'tokenizer.json';
     let parsed: unknown = json;
     if (typeof json === 'string') {
+      // UTF-16 length <= UTF-8 bytes: the same bound as fromFile's
+      checkLoadBudget(json.length * 10, resolveMaxLoadBytes(options.maxBytes), 'the parsed tokenizer.json (~10x its text)', source);
       try {
         parsed = JSON.parse(json);
       } catch (err) {
@@ -337,7 +345,8 @@ export class HfTokenizer implements Tokenizer {
    */
   static async fromFile(path: string, options: HfTokenizerOptions = {}): Promise<HfTokenizer> {
     checkPath(path);
-    const text = await fs.promises.readFile(path, 'utf8');
+    const budget = Math.floor(resolveMaxLoadBytes(options.maxBytes) / 10);
+    const text = new TextDecoder().decode(await readFileWithinBudget(path, budget, 'tokenizer.json (a tenth of the budget)', options.source ?? path));
     return HfTokenizer.fromJSON(text, { ...options, source: options.source ?? path });
   }
 

@@ -26,6 +26,7 @@ import { CorruptFileError, InvalidArgumentError } from '../errors';
 import { describe } from '../tensor';
 import { checkBytes, checkPath } from '../io/le-bytes';
 import type { EncodeOptions, Tokenizer } from './types';
+import { checkLoadBudget, readFileWithinBudget, resolveMaxLoadBytes } from '../io/limits';
 
 /** One-character strings for every byte value: a piece's bytes become a "binary string" Map key. */
 const BYTE_CHARS = Array.from({ length: 256 }, (_, b) => String.fromCharCode(b));
@@ -82,7 +83,15 @@ export interface Llama2cTokenizerReadOptions {
   bosId?: number;
   /** End-of-sequence id (default 2). */
   eosId?: number;
+  /**
+   * Memory budget in bytes (default `getMaxLoadBytes()`): the file plus ~96 bytes per possible token record must
+   * fit, checked before any token is created (`QK_OUT_OF_MEMORY` otherwise).
+   */
+  maxBytes?: number;
 }
+
+/** Estimated bytes of JavaScript objects per token (piece array, score, lookup entry). */
+const BYTES_PER_TOKEN = 96;
 
 function checkId(v: unknown, name: string, vocabSize: number): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < -1 || v >= vocabSize) {
@@ -218,6 +227,8 @@ export class Llama2cTokenizer implements Tokenizer {
       throw new InvalidArgumentError(`Expected a positive integer for options.vocabSize but received ${describe(options.vocabSize)}`);
     }
     if (bytes.length < 4) fail('a 4-byte max_token_length', `a ${bytes.length}-byte file`);
+    // Each record takes at least 8 bytes: an upper bound of the token count, checked before any token exists.
+    checkLoadBudget(bytes.length + Math.floor((bytes.length - 4) / 8) * BYTES_PER_TOKEN, resolveMaxLoadBytes(options.maxBytes), 'the vocabulary', source);
     const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const maxLen = dv.getInt32(0, true);
     if (maxLen <= 0) fail('a positive max_token_length', `${maxLen}`);
@@ -256,7 +267,7 @@ export class Llama2cTokenizer implements Tokenizer {
    */
   static async fromFile(path: string, options: Llama2cTokenizerReadOptions = {}): Promise<Llama2cTokenizer> {
     checkPath(path);
-    const bytes = new Uint8Array(await fs.promises.readFile(path));
+    const bytes = await readFileWithinBudget(path, resolveMaxLoadBytes(options.maxBytes), 'the tokenizer file', options.source ?? path);
     return Llama2cTokenizer.fromBytes(bytes, { ...options, source: options.source ?? path });
   }
 

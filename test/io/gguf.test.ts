@@ -430,7 +430,7 @@ describe('hostile GGUF files', () => {
     expectCorrupt(patch(off.t1Off, 'u64', 32), /overlapping/); // a lands on b
     expectCorrupt(patch(off.t2Off, 'u64', 4096), /inside the .*data section/); // past the end
     expectCorrupt(patch(off.t2Off, 'u64', 2n ** 52n), /inside the .*data section/);
-    expectCorrupt(patch(off.t1Dims, 'u64', 2n ** 40n), /inside the .*data section/);
+    expectCorrupt(patch(off.t1Dims, 'u64', 2n ** 40n), /dimension in \[0, 2147483647\]/);
     // dims whose product overflows 2^53
     expectCorrupt(buildGguf({ kv: [], tensors: [{ name: 'x', dims: [2 ** 30, 2 ** 30, 2 ** 30], typeId: 0, data: new Uint8Array(0) }] }), /below 2\^53/);
     expectCorrupt(buildGguf({ kv: [], tensors: [{ name: 'x', dims: [2 ** 26, 2 ** 26], typeId: 0, data: new Uint8Array(0) }] }), /byte size below 2\^53|inside/);
