@@ -6,7 +6,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
-import { Dense, Input, LlamaCausalLM, QkError, Sequential, Tensor, matmul } from '../../lib';
+import { ModelGate } from '../../lib/models/gate';
+import { Dense, Input, LlamaCausalLM, LlamaDecodeBatcher, QkError, Sequential, Tensor, matmul } from '../../lib';
 
 const ROOT = path.join(__dirname, '..', '..');
 const MODEL = path.join(ROOT, 'models', 'stories260K', 'stories260K.bin');
@@ -263,6 +264,58 @@ test('quantizing a LlamaCausalLM while generate and perplexity calls are in flig
     expect(g.tokens.join(',')).toBe(int8Gen);
     expect(p.nll).toBe(int8Nll);
   }
+});
+
+test('quantize() while generate()/stream() calls share a LlamaDecodeBatcher: no deadlock, each generation all-float or all-int8 (a bare stream across the change stops with QK_ABORTED)', async () => {
+  const lm = await LlamaCausalLM.fromFile(MODEL);
+  const ref = await LlamaCausalLM.fromFile(MODEL);
+  await ref.quantize('int8', { verbose: false });
+  const prompts = ['Once upon a time', 'The cat', 'Lily was', 'One day, a little'];
+  const floatOut = await Promise.all(prompts.map(async (p) => (await lm.generate(p, { maxNewTokens: 12 })).tokens.join(',')));
+  const int8Out = await Promise.all(prompts.map(async (p) => (await ref.generate(p, { maxNewTokens: 12 })).tokens.join(',')));
+  const batcher = new LlamaDecodeBatcher({ maxBatch: 8 });
+  const s = lm.stream('The dog', { maxNewTokens: 40, batcher });
+  await s.next();
+  const before = prompts.map((p) => lm.generate(p, { maxNewTokens: 12, batcher }));
+  const q = lm.quantize('int8', { verbose: false });
+  const after = prompts.map((p) => lm.generate(p, { maxNewTokens: 12, batcher }));
+  await q;
+  (await Promise.all(before)).forEach((r, i) => expect(r.tokens.join(',')).toBe(floatOut[i]));
+  (await Promise.all(after)).forEach((r, i) => expect(r.tokens.join(',')).toBe(int8Out[i]));
+  expect(batcher.steps).toBeGreaterThan(0);
+  let code = 'ok';
+  try {
+    for (;;) if ((await s.next()).done) break;
+  } catch (e) {
+    code = e instanceof QkError ? e.code : String(e);
+  }
+  expect(code).toBe('QK_ABORTED');
+});
+
+test('a lease ends with its call: a timer the call started sees no lease afterwards (it queues behind a writer like any new call)', async () => {
+  const gate = new ModelGate('g');
+  const seen: boolean[] = [];
+  let fired!: Promise<void>;
+  await gate.read('r', async () => {
+    seen.push(gate.holds());
+    fired = new Promise<void>((resolve) => setTimeout(() => {
+      seen.push(gate.holds());
+      resolve();
+    }, 10));
+  });
+  await fired;
+  expect(seen).toEqual([true, false]);
+  // and a writer waits for readers, readers that come later wait for the writer
+  const order: string[] = [];
+  let release!: () => void;
+  const r1 = gate.read('r1', () => new Promise<void>((res) => (release = () => { order.push('r1 done'); res(); })));
+  const w = gate.write('w', async () => void order.push('w'));
+  const r2 = gate.read('r2', async () => void order.push('r2'));
+  await new Promise((r) => setImmediate(r));
+  expect(order).toEqual([]);
+  release();
+  await Promise.all([r1, w, r2]);
+  expect(order).toEqual(['r1 done', 'w', 'r2']);
 });
 
 const distBuilt = fs.existsSync(DIST);
