@@ -64,8 +64,15 @@ if(QK_WITH_CUDA)
       90-real     # Hopper (H100, H200)
       90-virtual  # PTX for everything newer (Blackwell 10.x/12.x, ...), JIT-compiled once by the driver
   )
-  set(QK_CUDA_ARCHITECTURES "${_qk_cuda_default_archs}" CACHE STRING
-      "CUDA_ARCHITECTURES of the qk_cuda library (CMake syntax, e.g. 89-real or native)")
+  set(QK_CUDA_ARCHITECTURES "" CACHE STRING
+      "CUDA_ARCHITECTURES of the qk_cuda library (CMake syntax, e.g. 89-real or native); empty = the default list")
+  # scripts/build-native.js always passes -DQK_CUDA_ARCHITECTURES (empty unless $QK_CUDA_ARCHITECTURES is set),
+  # so a developer's shortcut never outlives the command that asked for it.
+  if(QK_CUDA_ARCHITECTURES STREQUAL "")
+    set(_qk_archs ${_qk_cuda_default_archs})
+  else()
+    set(_qk_archs ${QK_CUDA_ARCHITECTURES})
+  endif()
 
   set(_qk_cuda_dir "${CMAKE_CURRENT_LIST_DIR}")
   if(DEFINED QK_SRC_CUDA AND QK_SRC_CUDA)
@@ -90,10 +97,10 @@ if(QK_WITH_CUDA)
     CUDA_RUNTIME_LIBRARY Static         # libcudart_static: no libcudart.so needed at load time
     CUDA_SEPARABLE_COMPILATION OFF      # whole-program device code per .cu: no device-link step
     CUDA_VISIBILITY_PRESET hidden
-    CUDA_ARCHITECTURES "${QK_CUDA_ARCHITECTURES}")
+    CUDA_ARCHITECTURES "${_qk_archs}")
   # qk_cuda.h and qk/status.h for the library and for whoever links it.
   target_include_directories(qk_cuda PUBLIC "${_qk_cuda_dir}" "${_qk_cuda_dir}/../csrc/include")
-  string(REPLACE ";" " " _qk_arch_text "${QK_CUDA_ARCHITECTURES}")
+  string(REPLACE ";" " " _qk_arch_text "${_qk_archs}")
   target_compile_definitions(qk_cuda PRIVATE "QK_CUDA_ARCH_LIST=\"${_qk_arch_text}\"")
   # IEEE float32 exactly as on the CPU, whatever CMAKE_CUDA_FLAGS says (these come later on the command line):
   # --fmad=false mirrors -ffp-contract=off, correctly rounded division, no flush of denormals to zero. The

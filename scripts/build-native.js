@@ -5,7 +5,8 @@
 //  2. Otherwise build with cmake-js (Release; CMake >= 3.19). CUDA follows QK_CUDA=auto|on|off (default auto).
 //  3. If cmake is not installed (or QK_BUILD_BACKEND=gyp), build the CPU-only fallback with node-gyp.
 //
-// Environment: QK_CUDA, QK_BUILD_BACKEND=cmake|gyp, QK_SANITIZE=1 (ASan+UBSan build), QK_BUILD_JOBS.
+// Environment: QK_CUDA, QK_CUDA_ARCHITECTURES (CMake list, ';' or ',' separated, e.g. 89-real; default: the list
+// in cuda/cuda.cmake), QK_BUILD_BACKEND=cmake|gyp, QK_SANITIZE=1 (ASan+UBSan build), QK_BUILD_JOBS.
 'use strict';
 const { spawnSync } = require('child_process');
 const path = require('path');
@@ -48,6 +49,22 @@ if (backend === 'cmake') {
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   const cuda = (process.env.QK_CUDA || 'auto').toLowerCase();
   const cmakeArgs = [cmakeJs, 'compile', '--parallel', jobs, `--CDQK_CUDA=${cuda}`];
+  // The arch list is a CMake cache variable: set it every time (empty = back to the default list), so a
+  // developer shortcut (89-real) never silently sticks in a build directory that CI or npm ci reuses.
+  const archs = (process.env.QK_CUDA_ARCHITECTURES || '').trim().split(/[;,\s]+/).filter(Boolean).join(';');
+  if (archs && !/^[A-Za-z0-9_;-]+$/.test(archs)) {
+    log(`QK_CUDA_ARCHITECTURES '${archs}' is not a CMake architecture list (e.g. 89-real or 80-real;90-virtual)`);
+    process.exit(2);
+  }
+  if (archs) cmakeArgs.push(`--CDQK_CUDA_ARCHITECTURES=${archs}`);
+  // cmake-js passes --CD options only when it configures a fresh build directory (and drops empty values), so an
+  // existing cache gets the list (or the empty default) set here first.
+  const fs = require('fs');
+  if (fs.existsSync(path.join(root, 'build', 'CMakeCache.txt')) && has('cmake')) {
+    if (!run('cmake', [`-DQK_CUDA_ARCHITECTURES=${archs}`, `-DQK_CUDA=${cuda}`, path.join(root, 'build')])) {
+      log('reconfiguring the existing build directory failed; remove build/ and retry');
+    }
+  }
   if (process.env.QK_SANITIZE === '1') cmakeArgs.push('--CDQK_SANITIZE=ON', '--debug');
   ok = run(process.execPath, cmakeArgs);
 } else if (backend === 'gyp') {
