@@ -6,6 +6,8 @@
  *   feature            needs     why
  *   int8 mma           cc >= 75  mma.sync m8n8k16 .s8 (Turing); m16n8k32 .s8 from cc 80
  *   int8 mma m16n8k32  cc >= 80  the Ampere shape (and cp.async for the B tiles)
+ *   f16/bf16 mma       cc >= 80  mma.sync m16n8k16 .f16/.bf16 (the W4A16 / GPTQ Tensor-Core GEMM; sm_75 uses
+ *                                CUDA cores for those)
  *   fp8 e4m3 mma       cc >= 89  mma.sync m16n8k32 .e4m3 exists on Ada (8.9) and Hopper (9.0) and later
  *   everything else    cc >= 75  the oldest architecture this build (CUDA 13) can target
  */
@@ -15,7 +17,7 @@
 namespace qk {
 namespace cuda_arch {
 
-enum class Feature : int { kBase = 0, kInt8Mma = 1, kInt8MmaM16N8K32 = 2, kCpAsync = 3, kFp8Mma = 4 };
+enum class Feature : int { kBase = 0, kInt8Mma = 1, kInt8MmaM16N8K32 = 2, kCpAsync = 3, kFp8Mma = 4, kF16Mma = 5 };
 
 inline int min_cc(Feature f) {
   switch (f) {
@@ -24,6 +26,7 @@ inline int min_cc(Feature f) {
     case Feature::kInt8MmaM16N8K32: return 80;
     case Feature::kCpAsync: return 80;
     case Feature::kFp8Mma: return 89;
+    case Feature::kF16Mma: return 80;
   }
   return 1000;
 }
@@ -37,6 +40,7 @@ inline const char* feature_name(Feature f) {
     case Feature::kInt8MmaM16N8K32: return "int8 mma.m16n8k32";
     case Feature::kCpAsync: return "cp.async";
     case Feature::kFp8Mma: return "float8 (e4m3) Tensor-Core GEMM";
+    case Feature::kF16Mma: return "float16/bfloat16 Tensor-Core GEMM";
   }
   return "?";
 }

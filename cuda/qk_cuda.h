@@ -139,7 +139,8 @@ enum {
   QK_CUDA_FEATURE_INT8_MMA = 1,      /* cc >= 7.5: int8 Tensor-Core GEMM (m8n8k16 on 7.5, m16n8k32 on 8.0+) */
   QK_CUDA_FEATURE_INT8_M16N8K32 = 2, /* cc >= 8.0 */
   QK_CUDA_FEATURE_CP_ASYNC = 3,      /* cc >= 8.0 */
-  QK_CUDA_FEATURE_FP8_MMA = 4        /* cc >= 8.9: float8 e4m3 Tensor-Core GEMM */
+  QK_CUDA_FEATURE_FP8_MMA = 4,       /* cc >= 8.9: float8 e4m3 Tensor-Core GEMM */
+  QK_CUDA_FEATURE_F16_MMA = 5        /* cc >= 8.0: float16/bfloat16 mma.m16n8k16 (W4A16 / GPTQ Tensor-Core GEMM) */
 };
 int qk_cuda_device_has(int device, int feature);
 
@@ -172,19 +173,30 @@ qk_status qk_cuda_dense_fp8(int device, const float* x, int64_t M, int64_t N, in
                             const uint8_t* w8, float w_scale, const float* bias, float* y, char* err,
                             size_t err_len);
 
-/* ---- fused dequantize GEMM / GEMV for weight-only formats (cuda/wq_gemm.cu) --------------------------------
+/* ---- fused dequantize GEMM / GEMV for weight-only formats (cuda/wq_gemm.cu, cuda/wq_mma.cu) ---------------
  * y[M, N] = x[M, K] @ W_hat + bias with W_hat from the packed rows of cuda/wq_layout.cuh:
  *   is_signed = 0: GPTQ runtime layout (bits 2, 3, 4, 8), uint8 zero [G, N]  (qk::ref::dense_gptq)
  *   is_signed = 1: Keras grouped int4 w4 [K, (N+1)/2] (bits must be 4), int8 zero [G, N]  (qk::ref::dense_w4g)
- * scale float32 [G, N], G = ceil(K / group), group >= 1. x and y have dtype `dtype` (0 float32, 1 float16,
- * 2 bfloat16); accumulation is float32. Tolerance vs the CPU reference (fmaf, another summation order). */
+ * scale float32 [G, N], zero [G, N], G = ceil(K / group), group >= 1. Row k uses group g = g_idx[k] when g_idx
+ * (int32 [K], every entry in [0, G)) is given — GPTQ checkpoints with act-order keep their rows in input order
+ * and address groups this way (g_idx[i] = position of input i in the act order / group) — else g = k / group.
+ * x and y have dtype `dtype` (0 float32, 1 float16, 2 bfloat16); accumulation is float32.
+ * path: QK_CUDA_WQ_AUTO picks the Tensor-Core GEMM (mma.m16n8k16, compute capability 8.0+, float16/bfloat16,
+ * M >= 16) or else the CUDA-core GEMM/GEMV (decode: reads the packed weight once per 4 rows);
+ * QK_CUDA_WQ_SIMT / QK_CUDA_WQ_MMA force one (MMA: QK_STATUS_UNSUPPORTED for float32 or below 8.0).
+ * Tolerance vs the CPU reference: fmaf in another summation order (CUDA cores); the Tensor-Core path also rounds
+ * every W_hat to the activation type (relative 2^-11 float16, 2^-8 bfloat16) before the float32-accumulating mma. */
 enum { QK_CUDA_F32 = 0, QK_CUDA_F16 = 1, QK_CUDA_BF16 = 2 };
+enum { QK_CUDA_WQ_AUTO = 0, QK_CUDA_WQ_SIMT = 1, QK_CUDA_WQ_MMA = 2 };
 qk_status qk_cuda_dense_wq_dev(int dtype, const void* x, int64_t M, int64_t N, int64_t K, const uint8_t* wq,
                                int bits, int is_signed, const float* scale, const uint8_t* zero, int64_t group,
-                               const float* bias, void* y, void* stream, char* err, size_t err_len);
+                               const int32_t* g_idx, const float* bias, void* y, int path, void* stream, char* err,
+                               size_t err_len);
+/* Host pointers; g_idx entries are validated here (QK_STATUS_INVALID_ARGUMENT when outside [0, G)). */
 qk_status qk_cuda_dense_wq(int device, int dtype, const void* x, int64_t M, int64_t N, int64_t K,
                            const uint8_t* wq, int bits, int is_signed, const float* scale, const uint8_t* zero,
-                           int64_t group, const float* bias, void* y, char* err, size_t err_len);
+                           int64_t group, const int32_t* g_idx, const float* bias, void* y, int path, char* err,
+                           size_t err_len);
 
 /* ---- element-wise: sub-byte packing and fp8 conversion (cuda/convert.cu) -----------------------------------
  * Bit-exact with qk::ref::pack_int4 / unpack_int4 / pack_int2 / unpack_int2 / f32_to_fp8 / fp8_to_f32 (the same

@@ -9,8 +9,10 @@
 //     W_hat = (float(q) - float(z)) * s.
 //   * Keras grouped int4 (dense_w4g): w4 [K, (N+1)/2], low nibble for even j — the same stream with bits = 4 —
 //     signed nibbles ((v ^ 8) - 8), int8 zero points, W_hat = float(q - z) * s.
-// In both, s = scale[g * N + j], z = zero[g * N + j], g = k / group (rows k in runtime order; the act-order
-// permutation was applied by the pack, so g_idx is the plain k / group of the runtime row).
+// In both, s = scale[g * N + j], z = zero[g * N + j], g = group_index(k) (group_index below): k / group for rows
+// in runtime order (the act-order permutation was applied by the pack, so g_idx is the plain k / group of the
+// runtime row), or g_idx[k] when the caller passes a g_idx (rows left in the checkpoint's input order, as
+// GPTQ checkpoints with act-order store them: any g in [0, G) per row; x then needs no permutation).
 //
 // A thread owns 8 consecutive columns 8c .. 8c + 7: they are exactly the `bits` bytes [c * bits, c * bits + bits)
 // of a row (8 levels of `bits` bits = `bits` bytes), so one load of up to 8 bytes yields all eight levels,
@@ -56,6 +58,13 @@ QK_LAYOUT_HD float dequant(int level, uint8_t zero_byte, float s, bool is_signed
   return static_cast<float>(q - z) * s;
 }
 QK_LAYOUT_HD int64_t group_of(int64_t k, int64_t group) { return k / group; }
+// The group of row k: g_idx[k] when given, else k / group. An entry outside [0, G) (the callers validate
+// g_idx; this keeps an unvalidated device buffer from reading out of bounds) is taken as group 0.
+QK_LAYOUT_HD int64_t group_index(int64_t k, int64_t group, const int32_t* g_idx, int64_t G) {
+  if (g_idx == nullptr) return group_of(k, group);
+  const int64_t g = g_idx[k];
+  return (g >= 0 && g < G) ? g : 0;
+}
 
 // Warp w of a block sums k in [k_begin(w), k_end(w)): K cut into kWarps contiguous slices.
 QK_LAYOUT_HD int64_t slice_len(int64_t K) { return (K + kWarps - 1) / kWarps; }
@@ -73,6 +82,8 @@ struct Problem {
   const float* scale;
   const uint8_t* zero;
   int64_t group;
+  const int32_t* g_idx;  // [K] or null (then g = k / group)
+  int64_t G;             // rows of scale / zero
 };
 
 // One thread's partial sums: acc[r][t] += x[m0 + r, k] * W_hat[k, 8c + t] over k in [kb, ke), in ascending k,
@@ -91,7 +102,7 @@ QK_LAYOUT_HD void accumulate(const Problem& p, const XLoad& xload, int64_t m0, i
     z[t] = 0;
   }
   for (int64_t k = kb; k < ke; ++k) {
-    const int64_t g = group_of(k, p.group);
+    const int64_t g = group_index(k, p.group, p.g_idx, p.G);
     if (g != gcur) {
       gcur = g;
       for (int t = 0; t < kCols; ++t) {

@@ -27,7 +27,7 @@ export type { Packed, PackDType } from './ops/pack';
 export { matmul, matmulInt8 } from './ops/matmul';
 export { cudaAbsMax, cudaAbsMaxQuantize, cudaAvailable } from './ops/cuda';
 export { cudaDenseW8A8, cudaDenseFp8, cudaDenseWq, cudaPack, cudaFp8Convert, cudaDeviceHas, CUDA_FEATURES } from './ops/cuda-dense';
-export type { CudaDenseOptions } from './ops/cuda-dense';
+export type { CudaDenseOptions, CudaDenseWqOptions } from './ops/cuda-dense';
 export { DeviceBuffer, cudaMemoryStats, cudaEmptyCache } from './cuda/device-buffer';
 export { denseForward } from './ops/dense';
 export type { DenseWeights, DenseForwardOptions, ActivationQuant } from './ops/dense';

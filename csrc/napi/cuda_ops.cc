@@ -213,7 +213,9 @@ Napi::Value CudaDenseFp8(const Napi::CallbackInfo& info) {
 }
 
 // cudaDenseWq(device, dtype 0|1|2, x, M, N, K, wq: Uint8Array, bits, isSigned, scale [G, N], zero [G, N],
-//             group, bias | null, y). x / y: Float32Array (dtype 0) or Uint16Array (1 = float16, 2 = bfloat16).
+//             group, bias | null, y[, gIdx: Int32Array [K] | null[, path 0|1|2]]). x / y: Float32Array (dtype 0)
+//             or Uint16Array (1 = float16, 2 = bfloat16); path = QK_CUDA_WQ_* (0 auto). gIdx entries are checked
+//             against [0, G) by the launcher (QK_INVALID_ARGUMENT naming the entry).
 Napi::Value CudaDenseWq(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int dev = device_arg(info, 0);
@@ -230,6 +232,13 @@ Napi::Value CudaDenseWq(const Napi::CallbackInfo& info) {
   const int64_t group = dim(info, 11, "group");
   View b = optional_bias(info, 12, N);
   View y = typed_array(info, 13, "y", {at});
+  View gi;
+  if (info.Length() > 14 && !info[14].IsUndefined() && !info[14].IsNull()) {
+    gi = typed_array(info, 14, "gIdx", {napi_int32_array});
+    expect_length(env, gi, K, "gIdx");
+  }
+  const int64_t path = info.Length() > 15 && !info[15].IsUndefined() ? dim(info, 15, "path") : 0;
+  if (path > 2) throw_invalid(env, "Expected 0 (auto), 1 (CUDA cores) or 2 (Tensor Cores) for path but received " + std::to_string(path));
   if (!(bits == 2 || bits == 3 || bits == 4 || bits == 8) || (is_signed && bits != 4)) {
     throw_invalid(env, "Expected bits 2, 3, 4 or 8 (4 for signed int4) but received " + std::to_string(bits));
   }
@@ -247,11 +256,13 @@ Napi::Value CudaDenseWq(const Napi::CallbackInfo& info) {
   const auto* zp = static_cast<const uint8_t*>(zero.data);
   const auto* bp = static_cast<const float*>(b.data);
   void* yp = y.data;
+  const auto* gp = static_cast<const int32_t*>(gi.data);
   const int dt = static_cast<int>(dtype), nb = static_cast<int>(bits), sg = is_signed ? 1 : 0;
-  return QK_CUDA_WORK(qk_cuda_dense_wq(dev, dt, xp, M, N, K, wp, nb, sg, sp, zp, group, bp, yp, err, sizeof err),
-                      &x, &wq, &scale, &zero, &b, &y);
+  const int pt = static_cast<int>(path);
+  return QK_CUDA_WORK(qk_cuda_dense_wq(dev, dt, xp, M, N, K, wp, nb, sg, sp, zp, group, gp, bp, yp, pt, err, sizeof err),
+                      &x, &wq, &scale, &zero, &b, &y, &gi);
 #else
-  (void)dev, (void)group, (void)b;
+  (void)dev, (void)group, (void)b, (void)gi;
   not_built(env);
 #endif
 }

@@ -189,7 +189,7 @@ export interface NativeBinding {
   cudaDenseWq(
     device: number, dtype: 0 | 1 | 2, x: Float32Array | Uint16Array, M: number, N: number, K: number, wq: Uint8Array,
     bits: number, isSigned: boolean, scale: Float32Array, zero: Uint8Array | Int8Array, group: number,
-    bias: Float32Array | null, y: Float32Array | Uint16Array,
+    bias: Float32Array | null, y: Float32Array | Uint16Array, gIdx?: Int32Array | null, path?: 0 | 1 | 2,
   ): Promise<void>;
   cudaPack(device: number, op: number, src: Uint8Array | Int8Array, outer: number, len: number, inner: number, dst: Uint8Array | Int8Array): Promise<void>;
   cudaFp8(device: number, toFp8: boolean, fmt: 0 | 1, src: Float32Array | Uint8Array, dst: Uint8Array | Float32Array): Promise<void>;

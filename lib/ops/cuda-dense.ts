@@ -12,7 +12,7 @@ import { callNative } from './call';
 import { cudaAvailable } from './cuda';
 
 /** The run-time capability predicate's features (qk_cuda.h QK_CUDA_FEATURE_*). */
-export const CUDA_FEATURES = { base: 0, int8Mma: 1, int8MmaM16N8K32: 2, cpAsync: 3, fp8Mma: 4 } as const;
+export const CUDA_FEATURES = { base: 0, int8Mma: 1, int8MmaM16N8K32: 2, cpAsync: 3, fp8Mma: 4, f16Mma: 5 } as const;
 
 /**
  * True when `device` exists, this build runs on it, and it has `feature`.
@@ -81,6 +81,24 @@ export async function cudaDenseFp8(
   return y;
 }
 
+/** Options of {@link cudaDenseWq}. */
+export interface CudaDenseWqOptions extends CudaDenseOptions {
+  /** Activation (and result) type; float16/bfloat16 ride in Uint16Array. Default float32. */
+  dtype?: 'float32' | 'float16' | 'bfloat16';
+  /**
+   * int32 [K]: the group of each weight row (GPTQ checkpoints with act-order keep rows in input order); every
+   * entry in [0, ceil(K / group)). Default: row k is in group k / group.
+   */
+  gIdx?: Int32Array | null;
+  /**
+   * 'auto' (default): Tensor Cores (mma.m16n8k16, compute capability 8.0+) for float16/bfloat16 and M >= 16,
+   * else the CUDA-core GEMM/GEMV. 'simt' / 'mma' force one ('mma' rejects float32 and devices below 8.0).
+   */
+  path?: 'auto' | 'simt' | 'mma';
+}
+
+const WQ_PATHS = { auto: 0, simt: 1, mma: 2 } as const;
+
 /**
  * Fused dequantize GEMM/GEMV for GPTQ (runtime layout, `isSigned: false`, bits 2/3/4/8, uint8 zero) or Keras
  * grouped int4 (`isSigned: true`, bits 4, int8 zero). `x`/result: Float32Array, or Uint16Array holding float16
@@ -88,19 +106,26 @@ export async function cudaDenseFp8(
  * @example
  * ```ts
  * const y = await cudaDenseWq(x, wq, 4, false, scale, zero, 128, M, N, K);
+ * const yh = await cudaDenseWq(xHalf, wq, 4, false, scale, zero, 128, M, N, K, { dtype: 'float16', gIdx });
  * ```
  */
 export async function cudaDenseWq(
   x: Float32Array | Uint16Array, wq: Uint8Array, bits: 2 | 3 | 4 | 8, isSigned: boolean, scale: Float32Array,
   zero: Uint8Array | Int8Array, group: number, M: number, N: number, K: number,
-  options: CudaDenseOptions & { dtype?: 'float32' | 'float16' | 'bfloat16' } = {},
+  options: CudaDenseWqOptions = {},
 ): Promise<Float32Array | Uint16Array> {
   const device = options.device ?? 0;
+  const path = options.path ?? 'auto';
+  if (!(path in WQ_PATHS)) {
+    throw new InvalidArgumentError(`Expected 'auto', 'simt' or 'mma' for options.path but received ${describe(path)}`);
+  }
   ready(device);
   const dt = options.dtype ?? 'float32';
   const code = dt === 'float32' ? 0 : dt === 'float16' ? 1 : 2;
   const y = code === 0 ? new Float32Array(M * N) : new Uint16Array(M * N);
-  await callNative((n) => n.cudaDenseWq(device, code, x, M, N, K, wq, bits, isSigned, scale, zero, group, options.bias ?? null, y));
+  await callNative((n) =>
+    n.cudaDenseWq(device, code, x, M, N, K, wq, bits, isSigned, scale, zero, group, options.bias ?? null, y,
+      options.gIdx ?? null, WQ_PATHS[path]));
   return y;
 }
 

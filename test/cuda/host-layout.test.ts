@@ -2,8 +2,9 @@
 // host C++ compiler against the __host__ __device__ headers of cuda/ (fragment layouts of mma.sync/ldmatrix,
 // shared-memory swizzle, GEMM tiling, GPTQ/int4 addressing, caching allocator, capability predicate) and the CPU
 // reference kernels, runs it, and requires every check to pass. The checks include host models of a whole
-// thread block of the int8 GEMM (bit-exact with qk::ref::dense_w8a8), of the fp8 GEMM and of the fused
-// dequantize GEMV (tolerance vs qk::ref::dense_fp8 / dense_gptq / dense_w4g).
+// thread block of the int8 GEMM (bit-exact with qk::ref::dense_w8a8), of the fp8 GEMM, of the fused
+// dequantize GEMV (tolerance vs qk::ref::dense_fp8 / dense_gptq / dense_w4g) and of the Tensor-Core W4A16 / GPTQ
+// GEMM (float16 / bfloat16 mma.m16n8k16 modelled through the PTX fragment layouts, with and without g_idx).
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -59,6 +60,13 @@ if (!hasCxx) {
     'ldmatrix.x4 through the swizzle yields the A and B fragments',
     'allocator: out of memory releases the cache and retries, then reports OUT_OF_MEMORY',
     'capability predicate',
+    'group_index: k / group, g_idx[k], out-of-range entries clamp to group 0',
+    'wq mma: tile loads cover every 8-element run once',
+    'wq mma: fragments cover each warp\'s sub-tiles once; A register pairs are 32-bit aligned',
+    'wq mma: fragment loads from shared memory are bank-conflict free',
+    'wq mma: 16-byte weight stores are bank-conflict free',
+    'wq mma block model ~ dense_gptq / dense_w4g (f16, bf16, g_idx) over 90 cases',
+    'a swapped k half would be detected by the block model (the test can fail)',
   ])('%s', (name) => {
     expect(output).toContain(`ok ${name}\n`);
   });
@@ -68,5 +76,6 @@ if (!hasCxx) {
     expect(output.match(/^ok block model of the fp8 GEMM/gm)?.length).toBe(7);
     expect(output.match(/^ok wq kernel model/gm)?.length).toBe(25);
     expect(output.match(/^ok GPTQ runtime layout/gm)?.length).toBe(24);
+    expect(output.match(/^ok g_idx rows in input order = runtime layout with perm = direct formula/gm)?.length).toBe(4);
   });
 });

@@ -67,6 +67,15 @@ describe('CUDA kernels without a device', () => {
       .toThrow(expect.objectContaining({ code: 'QK_SHAPE_MISMATCH' }));
     expect(() => native.cudaDenseWq(0, 0, new Float32Array(4), 2, 2, 2, new Uint8Array(2), 5, false, new Float32Array(2), new Uint8Array(2), 2, null, new Float32Array(4)))
       .toThrow(expect.objectContaining({ code: 'QK_INVALID_ARGUMENT' }));
+    // g_idx must have K entries; the path is 0, 1 or 2.
+    expect(() => native.cudaDenseWq(0, 0, new Float32Array(4), 2, 2, 2, new Uint8Array(2), 4, false, new Float32Array(2), new Uint8Array(2), 2, null, new Float32Array(4), new Int32Array(3)))
+      .toThrow(expect.objectContaining({ code: 'QK_SHAPE_MISMATCH' }));
+    expect(() => native.cudaDenseWq(0, 0, new Float32Array(4), 2, 2, 2, new Uint8Array(2), 4, false, new Float32Array(2), new Uint8Array(2), 2, null, new Float32Array(4), null, 3 as 0))
+      .toThrow(expect.objectContaining({ code: 'QK_INVALID_ARGUMENT' }));
+  });
+  test("cudaDenseWq rejects an unknown path naming options.path", async () => {
+    await expect(cudaDenseWq(new Float32Array(4), new Uint8Array(2), 4, false, new Float32Array(2), new Uint8Array(2), 2, 2, 2, 2, { path: 'fast' as 'mma' }))
+      .rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT', message: expect.stringMatching(/options\.path/) });
   });
 });
 
@@ -145,6 +154,64 @@ describe('CUDA kernels without a device', () => {
       native.convertSync(back, yh, y);
       expect(relErr(y, want)).toBeLessThan(dtype === 'float16' ? 2e-2 : 5e-2);
     }
+  });
+  test('Tensor-Core path (float16 / bfloat16 mma, sm_80+) and the CUDA-core path match dense_gptq / dense_w4g over the sweep, with and without g_idx', async () => {
+    const mma = cudaDeviceHas('f16Mma');
+    let seed = 900;
+    for (const [M, N, K] of [...SHAPES, [64, 64, 32], [200, 520, 384]] as Array<[number, number, number]>) {
+      for (const bits of [2, 3, 4, 8] as const) {
+        const group = K >= 128 ? 128 : Math.max(1, K >> 1);
+        const G = Math.ceil(K / group);
+        const x32 = randomF32(M * K, seed++, 1);
+        const scale = randomF32(G * N, seed++, 0.05);
+        const zero = randBytes(G * N, seed++, (1 << bits) - 1);
+        const q = randBytes(N * K, seed++, (1 << bits) - 1);
+        // act order: runtime rows permuted (reference) vs rows in input order addressed through g_idx (device)
+        const perm = Int32Array.from({ length: K }, (_, i) => i);
+        for (let i = K - 1; i > 0; --i) { const j = (i * 7919 + seed) % (i + 1); [perm[i], perm[j]] = [perm[j], perm[i]]; }
+        const gIdx = new Int32Array(K);
+        for (let j = 0; j < K; ++j) gIdx[perm[j]] = Math.floor(j / group);
+        const rowBytes = Math.ceil((bits * N) / 8);
+        const wRt = new Uint8Array(K * rowBytes), wIn = new Uint8Array(K * rowBytes);
+        await native.gptqRuntimePack(q, N, K, perm, bits, wRt, 'ref');
+        await native.gptqRuntimePack(q, N, K, null, bits, wIn, 'ref');
+        for (const [dtype, kind, back, tol] of [['float16', 'f32_to_f16', 'f16_to_f32', 4e-3], ['bfloat16', 'f32_to_bf16', 'bf16_to_f32', 3e-2]] as const) {
+          const xh = new Uint16Array(M * K);
+          native.convertSync(kind, x32, xh);
+          const xw = new Float32Array(M * K); // the 16-bit activations, widened: what the reference sees
+          native.convertSync(back, xh, xw);
+          const xp = new Float32Array(M * K);
+          for (let i = 0; i < M; ++i) for (let k = 0; k < K; ++k) xp[i * K + k] = xw[i * K + perm[k]];
+          // reference 1: runtime layout (act-order permutation applied) on permuted x; reference 2: in-order rows
+          const wantPerm = new Float32Array(M * N), wantInOrder = new Float32Array(M * N);
+          await native.denseGptq(M, N, K, xp, wRt, bits, scale, zero, group, null, wantPerm, 'ref');
+          await native.denseGptq(M, N, K, xw, wIn, bits, scale, zero, group, null, wantInOrder, 'ref');
+          for (const path of mma ? (['simt', 'mma'] as const) : (['simt'] as const)) {
+            for (const withGIdx of [false, true]) {
+              const yh = (await cudaDenseWq(xh, wIn, bits, false, scale, zero, group, M, N, K,
+                { dtype, path, gIdx: withGIdx ? gIdx : null })) as Uint16Array;
+              const y = new Float32Array(M * N);
+              native.convertSync(back, yh, y);
+              const err = relErr(y, withGIdx ? wantPerm : wantInOrder);
+              expect([M, N, K, bits, dtype, path, withGIdx, err < tol]).toEqual([M, N, K, bits, dtype, path, withGIdx, true]);
+            }
+          }
+        }
+      }
+    }
+  }, 600000);
+  test("path 'mma' refuses float32 activations and devices below 8.0 with a clear error", async () => {
+    const x = new Float32Array(4);
+    await expect(cudaDenseWq(x, new Uint8Array(2), 4, false, new Float32Array(2), new Uint8Array(2), 2, 2, 2, 2, { path: 'mma' }))
+      .rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT' });
+    if (!cudaDeviceHas('f16Mma')) {
+      await expect(cudaDenseWq(new Uint16Array(4), new Uint8Array(2), 4, false, new Float32Array(2), new Uint8Array(2), 2, 2, 2, 2, { path: 'mma', dtype: 'float16' }))
+        .rejects.toMatchObject({ code: 'QK_UNSUPPORTED' });
+    }
+  });
+  test('g_idx entries outside [0, G) are rejected before any device work', async () => {
+    await expect(cudaDenseWq(new Float32Array(4), new Uint8Array(2), 4, false, new Float32Array(2), new Uint8Array(2), 2, 2, 2, 2, { gIdx: new Int32Array([0, 1]) }))
+      .rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT', message: expect.stringMatching(/g_idx\[1\] = 1 is outside \[0, 1\)/) });
   });
   test('pack/unpack int4/int2 and fp8 conversions are bit-exact with the CPU', async () => {
     for (const [outer, len, inner] of [[1, 1, 1], [2, 7, 3], [3, 64, 33]]) {

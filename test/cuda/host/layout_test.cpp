@@ -2,6 +2,7 @@
 // Built with plain g++ by test/cuda/host-layout.test.ts together with the CPU reference kernels it compares
 // against (csrc/kernels/ref/dense_int8_ref.cpp, dense_float_ref.cpp, dense_gptq_ref.cpp). Prints one line per
 // check ("ok <name>" / "FAIL <name>: ...") and exits non-zero on any failure.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include "mma_layout.cuh"
 #include "qk/kernels.h"
 #include "wq_layout.cuh"
+#include "wq_mma_layout.cuh"
 
 namespace mm = qk::mma;
 namespace g = qk::gemm;
@@ -530,7 +532,7 @@ static void test_wq() {
           qk::ref::dense_gptq(M, N, K, x.data(), wq.data(), bits, scale.data(), zero.data(), group, bias.data(),
                               want.data(), nullptr);
         }
-        const w::Problem p{M, N, K, wq.data(), bits, is_signed != 0, scale.data(), zero.data(), group};
+        const w::Problem p{M, N, K, wq.data(), bits, is_signed != 0, scale.data(), zero.data(), group, nullptr, G};
         auto xload = [&](int64_t i, int64_t k) { return x[i * K + k]; };
         for (int64_t bx = 0; bx < (N + w::kBlockCols - 1) / w::kBlockCols; ++bx)
           for (int64_t m0 = 0; m0 < M; m0 += w::kRows) {
@@ -565,7 +567,373 @@ static void test_wq() {
     }
 }
 
-// ---- 7. caching allocator and the capability predicate --------------------------------------------------------
+
+// ---- 7. g_idx addressing -------------------------------------------------------------------------------------
+// A GPTQ checkpoint with act-order keeps its rows in input order and says per row which group it belongs to
+// (g_idx[i] = position of input i in the act order / group). The same layer in the runtime layout has its rows
+// permuted (gptq_runtime_pack with perm) and groups k / group. Both must give the same y, and both must equal
+// the direct formula y = sum_i x[i] * (q[i] - z[g_idx[i]]) * s[g_idx[i]].
+static void test_g_idx() {
+  bool ok_fn = w::group_index(5, 4, nullptr, 3) == 1 && w::group_index(0, 7, nullptr, 1) == 0;
+  const int32_t gi[4] = {2, 0, 1, -1};
+  ok_fn = ok_fn && w::group_index(0, 1, gi, 3) == 2 && w::group_index(2, 1, gi, 3) == 1 &&
+          w::group_index(3, 1, gi, 3) == 0 && w::group_index(0, 1, gi, 2) == 0;  // out of range -> 0, never OOB
+  check(ok_fn, "group_index: k / group, g_idx[k], out-of-range entries clamp to group 0");
+  for (int bits : {2, 3, 4, 8}) {
+    const int64_t M = 3, N = 37, K = 70, group = 16, G = (K + group - 1) / group;
+    std::vector<int32_t> perm(K);  // act order: a random permutation
+    for (int64_t i = 0; i < K; ++i) perm[i] = static_cast<int32_t>(i);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    std::vector<int32_t> g_idx(K);
+    for (int64_t j = 0; j < K; ++j) g_idx[perm[j]] = static_cast<int32_t>(j / group);
+    std::vector<uint8_t> q(N * K), zero(G * N);  // q: Keras [out, in]
+    for (auto& v : q) v = static_cast<uint8_t>(rnd(0, (1 << bits) - 1));
+    for (auto& v : zero) v = static_cast<uint8_t>(rnd(0, (1 << bits) - 1));
+    std::vector<float> x = rand_f(M * K, 1.0f), scale = rand_f(G * N, 0.1f);
+    const int64_t rb = w::row_bytes(N, bits);
+    std::vector<uint8_t> rt(K * rb), inorder(K * rb);
+    qk::ref::gptq_runtime_pack(q.data(), N, K, perm.data(), bits, rt.data());
+    qk::ref::gptq_runtime_pack(q.data(), N, K, nullptr, bits, inorder.data());
+    std::vector<float> xp(M * K);  // x in runtime order
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t k = 0; k < K; ++k) xp[i * K + k] = x[i * K + perm[k]];
+    std::vector<float> y_rt(M * N);
+    qk::ref::dense_gptq(M, N, K, xp.data(), rt.data(), bits, scale.data(), zero.data(), group, nullptr, y_rt.data(),
+                        nullptr);
+    // The kernel's per-thread loop on the in-order rows with g_idx (one thread per 8 columns, whole K).
+    const w::Problem p{M, N, K, inorder.data(), bits, false, scale.data(), zero.data(), group, g_idx.data(), G};
+    auto xload = [&](int64_t i, int64_t k) { return x[i * K + k]; };
+    double worst_rt = 0, worst_direct = 0;
+    for (int64_t c = 0; c * 8 < N; ++c) {
+      float acc[w::kRows][w::kCols] = {};
+      w::accumulate(p, xload, 0, c, 0, K, acc);
+      for (int r = 0; r < M; ++r)
+        for (int t = 0; t < 8 && c * 8 + t < N; ++t) {
+          const int64_t j = c * 8 + t;
+          double direct = 0, mag = 1e-9;
+          for (int64_t i = 0; i < K; ++i) {
+            const int64_t gg = g_idx[i];
+            const double wv = (double(q[j * K + i]) - zero[gg * N + j]) * scale[gg * N + j];
+            direct += double(x[r * K + i]) * wv;
+            mag += std::fabs(x[r * K + i] * wv);
+          }
+          worst_rt = std::max(worst_rt, std::fabs(double(acc[r][t]) - y_rt[r * N + j]) / mag);
+          worst_direct = std::max(worst_direct, std::fabs(double(acc[r][t]) - direct) / mag);
+        }
+    }
+    check(worst_rt < 1e-6 && worst_direct < 1e-6,
+          "g_idx rows in input order = runtime layout with perm = direct formula, bits " + std::to_string(bits) +
+              " (rel " + std::to_string(worst_rt) + ", " + std::to_string(worst_direct) + ")");
+  }
+}
+
+// ---- 8. the Tensor-Core dequantize GEMM (wq_mma.cu) --------------------------------------------------------------
+namespace t16 = qk::wqmma;
+
+static void test_wq_mma_tiling() {
+  // Loads cover the A and B tiles once, in 16-byte runs.
+  std::vector<int> sa(t16::kBM * (t16::kBK / 8), 0), sb(t16::kBK * (t16::kBN / 8), 0);
+  for (int tid = 0; tid < t16::kThreads; ++tid) {
+    for (int j = 0; j < t16::kAChunks; ++j) ++sa[t16::a_load(tid, j).row * (t16::kBK / 8) + t16::a_load(tid, j).col];
+    for (int j = 0; j < t16::kBChunks; ++j) ++sb[t16::b_load(tid, j).row * (t16::kBN / 8) + t16::b_load(tid, j).col];
+  }
+  bool ok = true;
+  for (int v : sa) ok = ok && v == 1;
+  for (int v : sb) ok = ok && v == 1;
+  check(ok, "wq mma: tile loads cover every 8-element run once");
+  // Eight consecutive threads read eight consecutive chunks of one packed weight row (coalesced bits * 8 bytes).
+  ok = true;
+  for (int t0 = 0; t0 < t16::kThreads; t0 += 8)
+    for (int j = 0; j < t16::kBChunks; ++j)
+      for (int i = 0; i < 8; ++i)
+        ok = ok && t16::b_load(t0 + i, j).row == t16::b_load(t0, j).row && t16::b_load(t0 + i, j).col == i;
+  check(ok, "wq mma: 8 consecutive threads read one contiguous run of a packed row");
+  // Fragment elements: 2r and 2r+1 are adjacent in shared memory (one 32-bit load for A), and every warp's
+  // fragments cover its 32 x 16 A / 16 x 32 B sub-tiles of each k16 step exactly once.
+  ok = true;
+  for (int warp = 0; warp < 4; ++warp)
+    for (int ks = 0; ks < t16::kKSteps; ++ks) {
+      std::vector<int> ca(t16::kBM * t16::kBK, 0), cb(t16::kBK * t16::kBN, 0);
+      for (int l = 0; l < 32; ++l) {
+        for (int mt = 0; mt < t16::kMTiles; ++mt)
+          for (int e = 0; e < 8; ++e) {
+            const mm::RC rc = t16::a_frag(warp, mt, ks, l, e);
+            ++ca[rc.row * t16::kBK + rc.col];
+            if (e % 2 == 1) {
+              const mm::RC lo = t16::a_frag(warp, mt, ks, l, e - 1);
+              ok = ok && t16::a_offset(rc.row, rc.col) == t16::a_offset(lo.row, lo.col) + 1 &&
+                   t16::a_offset(lo.row, lo.col) % 2 == 0;
+            }
+          }
+        for (int nt = 0; nt < t16::kNTiles; ++nt)
+          for (int e = 0; e < 4; ++e) {
+            const mm::RC rc = t16::b_frag(warp, nt, ks, l, e);
+            ++cb[rc.row * t16::kBN + rc.col];
+          }
+      }
+      for (int r = 0; r < t16::kBM; ++r)
+        for (int k = 0; k < t16::kBK; ++k) {
+          const bool mine = r / 32 == t16::warp_m(warp) && k / 16 == ks;
+          ok = ok && ca[r * t16::kBK + k] == (mine ? 1 : 0);
+        }
+      for (int k = 0; k < t16::kBK; ++k)
+        for (int n = 0; n < t16::kBN; ++n) {
+          const bool mine = n / 32 == t16::warp_n(warp) && k / 16 == ks;
+          ok = ok && cb[k * t16::kBN + n] == (mine ? 1 : 0);
+        }
+    }
+  check(ok, "wq mma: fragments cover each warp's sub-tiles once; A register pairs are 32-bit aligned");
+  std::vector<int> cov(t16::kBM * t16::kBN, 0);
+  for (int warp = 0; warp < 4; ++warp)
+    for (int mt = 0; mt < t16::kMTiles; ++mt)
+      for (int nt = 0; nt < t16::kNTiles; ++nt)
+        for (int l = 0; l < 32; ++l)
+          for (int e = 0; e < 4; ++e) ++cov[t16::acc_coord(warp, mt, nt, l, e).row * t16::kBN + t16::acc_coord(warp, mt, nt, l, e).col];
+  ok = true;
+  for (int v : cov) ok = ok && v == 1;
+  check(ok, "wq mma: accumulators cover the block tile once");
+  // Bank conflicts. 32-bit fragment loads: lanes hitting one bank must read one word. 16-bit B loads: same rule
+  // on the containing word. 16-byte stores: each 8-thread phase covers 8 distinct 16-byte units of 128 bytes.
+  auto conflict_free_words = [](const int* byte_addr) {
+    std::map<int, int> word_of_bank;
+    for (int l = 0; l < 32; ++l) {
+      const int word = byte_addr[l] / 4, bank = word % 32;
+      auto it = word_of_bank.find(bank);
+      if (it != word_of_bank.end() && it->second != word) return false;
+      word_of_bank[bank] = word;
+    }
+    return true;
+  };
+  ok = true;
+  for (int warp = 0; warp < 4; ++warp)
+    for (int ks = 0; ks < t16::kKSteps; ++ks) {
+      for (int mt = 0; mt < t16::kMTiles; ++mt)
+        for (int r = 0; r < 4; ++r) {
+          int a[32];
+          for (int l = 0; l < 32; ++l) {
+            const mm::RC rc = t16::a_frag(warp, mt, ks, l, 2 * r);
+            a[l] = 2 * t16::a_offset(rc.row, rc.col);
+          }
+          ok = ok && conflict_free_words(a);
+        }
+      for (int nt = 0; nt < t16::kNTiles; ++nt)
+        for (int e = 0; e < 4; ++e) {
+          int a[32];
+          for (int l = 0; l < 32; ++l) {
+            const mm::RC rc = t16::b_frag(warp, nt, ks, l, e);
+            a[l] = 2 * t16::b_offset(rc.row, rc.col);
+          }
+          ok = ok && conflict_free_words(a);
+        }
+    }
+  check(ok, "wq mma: fragment loads from shared memory are bank-conflict free");
+  auto distinct_units = [](const int* a) {
+    std::set<int> u;
+    for (int i = 0; i < 8; ++i) u.insert((a[i] / 16) % 8);
+    return u.size() == 8;
+  };
+  int a_conflicts = 0, b_conflicts = 0;
+  for (int t0 = 0; t0 < t16::kThreads; t0 += 8)
+    for (int j = 0; j < t16::kAChunks; ++j) {
+      int a[8], b[8];
+      for (int i = 0; i < 8; ++i) {
+        a[i] = 2 * t16::a_offset(t16::a_load(t0 + i, j).row, t16::a_load(t0 + i, j).col * 8);
+        b[i] = 2 * t16::b_offset(t16::b_load(t0 + i, j).row, t16::b_load(t0 + i, j).col * 8);
+      }
+      a_conflicts += distinct_units(a) ? 0 : 1;
+      b_conflicts += distinct_units(b) ? 0 : 1;
+    }
+  // The A stores (80-byte rows) are allowed one 2-way conflict per phase; the B stores must be free.
+  check(b_conflicts == 0, "wq mma: 16-byte weight stores are bank-conflict free");
+  check(a_conflicts <= t16::kThreads / 8 * t16::kAChunks, "wq mma: activation stores (<= one 2-way conflict per phase)");
+}
+
+// One thread block of wq_mma_kernel on the host: loads through a_load / b_load and the element functions into
+// modelled shared memory (16-bit codes), fragments through a_frag / b_frag with the kernel's register pairing,
+// the mma through the PTX m16n8k16 layouts (products of two 16-bit floats are exact in float32; the sum is
+// formed in float32), epilogue through acc_coord. Returns y as float (after the 16-bit rounding of the output).
+static void wq_mma_block_model(const std::vector<uint16_t>& x, const w::Problem& p, const float* bias, t16::Op16 ty,
+                               std::vector<float>& y) {
+  const int64_t gx = (p.N + t16::kBN - 1) / t16::kBN, gy = (p.M + t16::kBM - 1) / t16::kBM;
+  const int64_t rb = w::row_bytes(p.N, p.bits);
+  for (int64_t by = 0; by < gy; ++by)
+    for (int64_t bx = 0; bx < gx; ++bx) {
+      const int64_t m0 = by * t16::kBM, n0 = bx * t16::kBN;
+      std::vector<float> acc(4 * 32 * t16::kMTiles * t16::kNTiles * 4, 0.0f);  // [warp][lane][mt][nt][e]
+      auto A = [&](int wp, int l, int mt, int nt, int e) -> float& {
+        return acc[(((wp * 32 + l) * t16::kMTiles + mt) * t16::kNTiles + nt) * 4 + e];
+      };
+      for (int64_t k0 = 0; k0 < p.K; k0 += t16::kBK) {
+        std::vector<uint16_t> As(t16::kBM * t16::kAStride, 0xFFFF), Bs(t16::kBK * t16::kBStride, 0xFFFF);
+        for (int tid = 0; tid < t16::kThreads; ++tid) {
+          for (int j = 0; j < t16::kAChunks; ++j) {
+            const mm::RC rc = t16::a_load(tid, j);
+            const int64_t row = m0 + rc.row, k = k0 + rc.col * 8;
+            for (int e = 0; e < 8; ++e)
+              As[t16::a_offset(rc.row, rc.col * 8 + e)] = (row < p.M && k + e < p.K) ? x[row * p.K + k + e] : 0;
+          }
+          for (int j = 0; j < t16::kBChunks; ++j) {
+            const mm::RC rc = t16::b_load(tid, j);
+            const int64_t k = k0 + rc.row, c = n0 / 8 + rc.col;
+            for (int e = 0; e < 8; ++e) {
+              uint16_t v = 0;
+              if (k < p.K && c * 8 < p.N) {
+                const int64_t g = w::group_index(k, p.group, p.g_idx, p.G);
+                const uint64_t q = w::load_chunk8(p.wq + k * rb, c, p.bits, rb);
+                v = t16::to_op16(t16::b_weight(p, q, g, c * 8 + e, e), ty);
+              }
+              Bs[t16::b_offset(rc.row, rc.col * 8 + e)] = v;
+            }
+          }
+        }
+        for (int wp = 0; wp < 4; ++wp)
+          for (int ks = 0; ks < t16::kKSteps; ++ks)
+            for (int mt = 0; mt < t16::kMTiles; ++mt)
+              for (int nt = 0; nt < t16::kNTiles; ++nt) {
+                // Registers as the kernel loads them: A reg r = As[off(2r)], As[off(2r) + 1]; B reg r = two loads.
+                float ra[32][8], rbv[32][4];
+                for (int l = 0; l < 32; ++l) {
+                  for (int r = 0; r < 4; ++r) {
+                    const mm::RC rc = t16::a_frag(wp, mt, ks, l, 2 * r);
+                    const int off = t16::a_offset(rc.row, rc.col);
+                    ra[l][2 * r] = t16::from_op16(As[off], ty);
+                    ra[l][2 * r + 1] = t16::from_op16(As[off + 1], ty);
+                  }
+                  for (int e = 0; e < 4; ++e) {
+                    const mm::RC rc = t16::b_frag(wp, nt, ks, l, e);
+                    rbv[l][e] = t16::from_op16(Bs[t16::b_offset(rc.row, rc.col)], ty);
+                  }
+                }
+                // The hardware: operand (r, c) is what the PTX layout says the lane/element holds.
+                float Am[16][16], Bm[16][8];
+                for (int l = 0; l < 32; ++l) {
+                  for (int e = 0; e < 8; ++e) Am[mm::m16n8k16_a(l, e).row][mm::m16n8k16_a(l, e).col] = ra[l][e];
+                  for (int e = 0; e < 4; ++e) Bm[mm::m16n8k16_b(l, e).row][mm::m16n8k16_b(l, e).col] = rbv[l][e];
+                }
+                for (int l = 0; l < 32; ++l)
+                  for (int e = 0; e < 4; ++e) {
+                    const mm::RC o = mm::m16n8_c(l, e);
+                    float s = A(wp, l, mt, nt, e);
+                    for (int k = 0; k < 16; ++k) s += Am[o.row][k] * Bm[k][o.col];
+                    A(wp, l, mt, nt, e) = s;
+                  }
+              }
+      }
+      for (int wp = 0; wp < 4; ++wp)
+        for (int mt = 0; mt < t16::kMTiles; ++mt)
+          for (int nt = 0; nt < t16::kNTiles; ++nt)
+            for (int l = 0; l < 32; ++l)
+              for (int e = 0; e < 4; ++e) {
+                const mm::RC rc = t16::acc_coord(wp, mt, nt, l, e);
+                const int64_t row = m0 + rc.row, col = n0 + rc.col;
+                if (row < p.M && col < p.N)
+                  y[row * p.N + col] = t16::from_op16(t16::to_op16(t16::epilogue(A(wp, l, mt, nt, e), bias, col), ty), ty);
+              }
+    }
+}
+
+static void test_wq_mma_block() {
+  // vs the CPU references (dense_gptq / dense_w4g on the 16-bit activations widened to float32): the model differs
+  // by the rounding of W_hat to the 16-bit type (relative 2^-11 / 2^-8 per term), the float32 sum order and the
+  // output rounding. The bound is those three terms; a wrong fragment layout or address is off by O(1).
+  const int64_t cases[][4] = {{16, 64, 32, 32}, {70, 130, 100, 32}, {33, 8, 257, 64}, {64, 200, 64, 7}, {1, 5, 3, 1}};
+  int n_ok = 0, n_runs = 0;
+  for (const auto& cs : cases)
+    for (int bits : {2, 3, 4, 8})
+      for (int is_signed = 0; is_signed < (bits == 4 ? 2 : 1); ++is_signed)
+        for (int tyi = 0; tyi < 2; ++tyi)
+          for (int use_gidx = 0; use_gidx < (is_signed ? 1 : 2); ++use_gidx) {
+            const t16::Op16 ty = tyi == 0 ? t16::Op16::kF16 : t16::Op16::kBF16;
+            const int64_t M = cs[0], N = cs[1], K = cs[2], group = cs[3], G = (K + group - 1) / group;
+            std::vector<float> xf = rand_f(M * K, 1.0f), scale = rand_f(G * N, 0.05f), bias = rand_f(N, 1.0f);
+            std::vector<uint16_t> x16(M * K);
+            for (int64_t i = 0; i < M * K; ++i) {
+              x16[i] = t16::to_op16(xf[i], ty);
+              xf[i] = t16::from_op16(x16[i], ty);
+            }
+            std::vector<uint8_t> zero(G * N), wq;
+            std::vector<int32_t> g_idx;
+            std::vector<float> want(M * N), got(M * N, 0.0f);
+            if (is_signed) {
+              for (auto& z : zero) z = static_cast<uint8_t>(static_cast<int8_t>(rnd(-8, 7)));
+              wq.resize(K * ((N + 1) / 2));
+              for (auto& b : wq) b = static_cast<uint8_t>(rnd(0, 255));
+              qk::ref::dense_w4g(M, N, K, xf.data(), wq.data(), scale.data(),
+                                 reinterpret_cast<const int8_t*>(zero.data()), group, bias.data(), want.data(), nullptr);
+            } else {
+              for (auto& z : zero) z = static_cast<uint8_t>(rnd(0, (1 << bits) - 1));
+              std::vector<uint8_t> q(N * K);
+              for (auto& v : q) v = static_cast<uint8_t>(rnd(0, (1 << bits) - 1));
+              wq.resize(K * qk::gptq_runtime_row_bytes(N, bits));
+              if (use_gidx) {
+                // Rows in input order with a g_idx; the reference runs the runtime layout (perm) on permuted x.
+                std::vector<int32_t> perm(K);
+                for (int64_t i = 0; i < K; ++i) perm[i] = static_cast<int32_t>(i);
+                std::shuffle(perm.begin(), perm.end(), rng);
+                g_idx.resize(K);
+                for (int64_t j = 0; j < K; ++j) g_idx[perm[j]] = static_cast<int32_t>(j / group);
+                qk::ref::gptq_runtime_pack(q.data(), N, K, nullptr, bits, wq.data());
+                std::vector<uint8_t> rt(wq.size());
+                qk::ref::gptq_runtime_pack(q.data(), N, K, perm.data(), bits, rt.data());
+                std::vector<float> xp(M * K);
+                for (int64_t i = 0; i < M; ++i)
+                  for (int64_t k = 0; k < K; ++k) xp[i * K + k] = xf[i * K + perm[k]];
+                qk::ref::dense_gptq(M, N, K, xp.data(), rt.data(), bits, scale.data(), zero.data(), group, bias.data(),
+                                    want.data(), nullptr);
+              } else {
+                qk::ref::gptq_runtime_pack(q.data(), N, K, nullptr, bits, wq.data());
+                qk::ref::dense_gptq(M, N, K, xf.data(), wq.data(), bits, scale.data(), zero.data(), group, bias.data(),
+                                    want.data(), nullptr);
+              }
+            }
+            const w::Problem p{M, N, K, wq.data(), bits, is_signed != 0, scale.data(), zero.data(), group,
+                               use_gidx ? g_idx.data() : nullptr, G};
+            wq_mma_block_model(x16, p, bias.data(), ty, got);
+            const double u = ty == t16::Op16::kF16 ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8);
+            double worst = 0;
+            for (int64_t i = 0; i < M; ++i)
+              for (int64_t j = 0; j < N; ++j) {
+                double mag = 0;  // sum_k |x * W_hat|
+                for (int64_t k = 0; k < K; ++k) {
+                  const int64_t g = use_gidx ? g_idx[k] : k / group;
+                  mag += std::fabs(xf[i * K + k]) * std::fabs(scale[g * N + j]) * ((1 << bits) + 8);
+                }
+                const double bound = u * (mag + std::fabs(want[i * N + j])) + 1e-6 * mag + 1e-30;
+                worst = std::max(worst, std::fabs(double(want[i * N + j]) - got[i * N + j]) / bound);
+              }
+            ++n_runs;
+            if (worst <= 1.0) ++n_ok;
+            else
+              check(false, "wq mma block model M,N,K,group " + std::to_string(M) + "," + std::to_string(N) + "," +
+                               std::to_string(K) + "," + std::to_string(group) + " bits " + std::to_string(bits) +
+                               (is_signed ? " int4" : " gptq") + (tyi ? " bf16" : " f16") + (use_gidx ? " g_idx" : "") +
+                               " (error / bound " + std::to_string(worst) + ")");
+          }
+  check(n_ok == n_runs && n_runs == 90, "wq mma block model ~ dense_gptq / dense_w4g (f16, bf16, g_idx) over " +
+                                            std::to_string(n_runs) + " cases");
+  // The test can fail: swapping the B fragment's two k halves (a plausible layout bug) is caught.
+  {
+    const int64_t M = 16, N = 8, K = 16;
+    std::vector<float> xf = rand_f(M * K, 1.0f);
+    std::vector<float> Am(M * K), Bm(K * N);
+    for (int64_t i = 0; i < M * K; ++i) Am[i] = xf[i];
+    for (auto& v : Bm) v = static_cast<float>(rnd(-3, 3));
+    double diff = 0;
+    for (int l = 0; l < 32; ++l)
+      for (int e = 0; e < 4; ++e) {
+        const mm::RC o = mm::m16n8_c(l, e);
+        float good = 0, bad = 0;
+        for (int k = 0; k < K; ++k) {
+          good += Am[o.row * K + k] * Bm[k * N + o.col];
+          bad += Am[o.row * K + k] * Bm[((k + 8) % 16) * N + o.col];
+        }
+        diff = std::max(diff, double(std::fabs(good - bad)));
+      }
+    check(diff > 0.1, "a swapped k half would be detected by the block model (the test can fail)");
+  }
+}
+
+// ---- 9. caching allocator and the capability predicate --------------------------------------------------------
 struct FakeDevice {
   size_t limit, used = 0;
   int allocs = 0, frees = 0;
@@ -627,7 +995,8 @@ static void test_allocator() {
   check(ca::supports(75, ca::Feature::kInt8Mma) && !ca::supports(75, ca::Feature::kInt8MmaM16N8K32) &&
             ca::supports(86, ca::Feature::kCpAsync) && !ca::supports(86, ca::Feature::kFp8Mma) &&
             ca::supports(89, ca::Feature::kFp8Mma) && ca::supports(90, ca::Feature::kFp8Mma) &&
-            !ca::supports(70, ca::Feature::kBase),
+            !ca::supports(70, ca::Feature::kBase) && !ca::supports(75, ca::Feature::kF16Mma) &&
+            ca::supports(80, ca::Feature::kF16Mma),
         "capability predicate");
 }
 
@@ -638,6 +1007,9 @@ int main() {
   test_tiling();
   test_block_gemm();
   test_wq();
+  test_g_idx();
+  test_wq_mma_tiling();
+  test_wq_mma_block();
   test_allocator();
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
