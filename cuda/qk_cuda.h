@@ -198,6 +198,26 @@ qk_status qk_cuda_dense_wq(int device, int dtype, const void* x, int64_t M, int6
                            int64_t group, const int32_t* g_idx, const float* bias, void* y, int path, char* err,
                            size_t err_len);
 
+/* ---- GPTQ on the device (cuda/gptq.cu) ---------------------------------------------------------------------
+ * The CPU GPTQ core of qk/gptq.h (hessian_accumulate, gptq_quantize_matrix with cholesky_inverse_upper inside), same
+ * arguments and contracts, host pointers (upload, run on the worker stream, download). BIT-IDENTICAL to
+ * qk::ref: the same correctly rounded operations in the same order per value (cuda/gptq_sweep.cuh). The device
+ * version has no per_channel = false (one (scale, zero) per group for all outputs needs a grid-wide reduction):
+ * callers use the CPU for that option. */
+typedef struct qk_cuda_gptq_result {
+  double damp_used;
+  int damp_tries;
+  int64_t dead_inputs;
+  double loss;
+} qk_cuda_gptq_result;
+qk_status qk_cuda_gptq_hessian_accumulate(int device, const float* X, int64_t rows, int64_t cols, double* H,
+                                          int64_t* n_seen, char* err, size_t err_len);
+qk_status qk_cuda_gptq_quantize_matrix(int device, const float* W, int64_t in, int64_t out, double* H, int bits,
+                                       int64_t group_size, int symmetric, int act_order, double damp,
+                                       int max_damp_tries, int zero_dead_inputs, uint8_t* q, float* scale,
+                                       uint8_t* zero, int32_t* g_idx, float* w_hat, qk_cuda_gptq_result* res,
+                                       char* err, size_t err_len);
+
 /* ---- element-wise: sub-byte packing and fp8 conversion (cuda/convert.cu) -----------------------------------
  * Bit-exact with qk::ref::pack_int4 / unpack_int4 / pack_int2 / unpack_int2 / f32_to_fp8 / fp8_to_f32 (the same
  * element functions of qk/quant_math.h and qk/fp_convert.h). Host pointers. */

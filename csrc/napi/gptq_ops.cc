@@ -1,13 +1,15 @@
 // quantkit — JS entry points for the GPTQ calibration core (qk/gptq.h). Arguments are checked here (dims,
 // exact buffer lengths with overflow checks, option ranges); the kernels do the maths on a worker thread.
 //
-//   gptqHessianAccumulate(X: F32 [rows*cols], rows, cols, H: F64 [cols*cols], count: F64 [1], isa?)
+//   gptqHessianAccumulate(X: F32 [rows*cols], rows, cols, H: F64 [cols*cols], count: F64 [1], isa?, device?)
 //       H holds the running (unscaled, lower-triangle) sum, count[0] the rows seen; both are updated.
 //   gptqHessianFinalize(H: F64 [cols*cols], cols, count: F64 [1], isa?)
 //   gptqQuantizeMatrix(W: F32 [in*out], in, out, H: F64 [in*in] (consumed), bits, groupSize, symmetric,
 //       perChannel, actOrder, damp, maxDampTries, zeroDeadInputs, q: U8 [out*in], scale: F32 [out*G],
-//       zero: U8 [out*G], gIdx: I32 [in], wHat: F32 [in*out] | null, result: F64 [4], isa?)
+//       zero: U8 [out*G], gIdx: I32 [in], wHat: F32 [in*out] | null, result: F64 [4], isa?, device?)
 //       result = [dampUsed, dampTries, deadInputs, loss]
+//   device (a CUDA device index) runs the op on that device (cuda/gptq.cu, bit-identical to the ref); isa is then
+//   ignored. perChannel = false has no device version (QK_UNSUPPORTED). Without CUDA in the build: QK_UNSUPPORTED.
 //   gptqCholeskyLower(A: F64 [n*n], n, isa?)            lower triangle -> L (rejects non-PD)
 //   gptqTriangularInverseLower(A: F64 [n*n], n, isa?)   lower triangle -> L^-1
 //   gptqCholeskyInverseUpper(H: F64 [n*n], n, damp, maxTries, result: F64 [2], isa?)  H -> U, [dampUsed, tries]
@@ -22,6 +24,9 @@
 #include "napi/util.h"
 #include "qk/gptq.h"
 #include "qk/threadpool.h"
+#ifdef QK_WITH_CUDA
+#include "qk_cuda.h"
+#endif
 
 namespace qkn {
 namespace {
@@ -41,6 +46,17 @@ std::string oom(qk_status s, const char* what) {
   return s == QK_STATUS_OUT_OF_MEMORY ? std::string("Out of memory allocating scratch for ") + what : std::string();
 }
 
+// Optional CUDA device index at info[i]: -1 = the CPU.
+int device_opt(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return -1;
+  const int64_t d = dim(info, i, "device");
+  if (d > 1024) throw_invalid(info.Env(), "Expected a device index <= 1024 for device but received " + std::to_string(d));
+#ifndef QK_WITH_CUDA
+  throw_error(info.Env(), "QK_UNSUPPORTED", "CUDA is not available: quantkit was built without CUDA");
+#endif
+  return static_cast<int>(d);
+}
+
 Napi::Value HessianAccumulate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   View x = typed_array(info, 0, "X", {napi_float32_array});
@@ -52,12 +68,22 @@ Napi::Value HessianAccumulate(const Napi::CallbackInfo& info) {
   expect_length(env, h, mul(env, cols, cols, "H"), "H");
   expect_length(env, count, 1, "count");
   read_count(env, count);
+  const int device = device_opt(info, 6);
   auto fn = k.hessian_accumulate;
   auto* xp = static_cast<const float*>(x.data);
   auto* hp = static_cast<double*>(h.data);
   auto* cp = static_cast<double*>(count.data);
   return PromiseWorker::start(env, [=](std::string& msg) {
     int64_t n = static_cast<int64_t>(cp[0]);
+#ifdef QK_WITH_CUDA
+    if (device >= 0) {
+      char err[512] = {0};
+      const qk_status s = qk_cuda_gptq_hessian_accumulate(device, xp, rows, cols, hp, &n, err, sizeof err);
+      msg = err;
+      if (s == QK_STATUS_OK) cp[0] = static_cast<double>(n);
+      return s;
+    }
+#endif
     qk_status s = fn(xp, rows, cols, hp, &n, &ThreadPool::global());
     msg = oom(s, "the Hessian accumulation");
     if (s == QK_STATUS_OK) cp[0] = static_cast<double>(n);
@@ -131,6 +157,11 @@ Napi::Value QuantizeMatrix(const Napi::CallbackInfo& info) {
   if (has_what) expect_length(env, what, mul(env, in, out, "dequantized"), "dequantized");
   expect_length(env, result, 4, "result");
 
+  const int device = device_opt(info, 19);
+  if (device >= 0 && !opt.per_channel) {
+    throw_error(env, "QK_UNSUPPORTED", "perChannel = false has no CUDA version of GPTQ (one (scale, zero) per group "
+                                       "for all outputs); run it on the CPU");
+  }
   auto fn = k.gptq_quantize_matrix;
   auto* wp = static_cast<const float*>(w.data);
   auto* hp = static_cast<double*>(h.data);
@@ -142,7 +173,27 @@ Napi::Value QuantizeMatrix(const Napi::CallbackInfo& info) {
   auto* rp = static_cast<double*>(result.data);
   return PromiseWorker::start(env, [=](std::string& msg) {
     qk::GptqResult res;
-    qk_status s = fn(wp, in, out, hp, &opt, qp, sp, zp, gp, whp, &res, &ThreadPool::global());
+    qk_status s;
+#ifdef QK_WITH_CUDA
+    char err[512] = {0};
+    if (device >= 0) {
+      qk_cuda_gptq_result r{};
+      s = qk_cuda_gptq_quantize_matrix(device, wp, in, out, hp, opt.bits, opt.group_size, opt.symmetric ? 1 : 0,
+                                       opt.act_order ? 1 : 0, opt.damp, opt.max_damp_tries,
+                                       opt.zero_dead_inputs ? 1 : 0, qp, sp, zp, gp, whp, &r, err, sizeof err);
+      res.damp_used = r.damp_used;
+      res.damp_tries = r.damp_tries;
+      res.dead_inputs = r.dead_inputs;
+      res.loss = r.loss;
+    } else {
+      s = fn(wp, in, out, hp, &opt, qp, sp, zp, gp, whp, &res, &ThreadPool::global());
+    }
+    if (device >= 0 && s != QK_STATUS_OK && s != QK_STATUS_INVALID_ARGUMENT) {
+      msg = err;
+    } else
+#else
+    s = fn(wp, in, out, hp, &opt, qp, sp, zp, gp, whp, &res, &ThreadPool::global());
+#endif
     if (s == QK_STATUS_INVALID_ARGUMENT) {
       msg = "GPTQ failed: the kernel or the Hessian contains NaN or Infinity, or the Hessian is not positive definite "
             "even with " + std::to_string(opt.max_damp_tries) +

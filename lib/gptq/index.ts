@@ -10,7 +10,7 @@
  * @packageDocumentation
  */
 export { GptqHessian, gptqHessian, gptqQuantizeMatrix } from './matrix';
-export type { GptqMatrixOptions, GptqMatrixResult } from './matrix';
+export type { GptqDevice, GptqMatrixOptions, GptqMatrixResult } from './matrix';
 export { calibrationWindows, tokenizerFunction } from './data';
 export type { TokenizerLike, CalibrationStrategy, CalibrationWindowOptions } from './data';
 export type { GptqProgress, GptqRunOptions } from './calibrate';

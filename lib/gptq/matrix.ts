@@ -36,6 +36,24 @@ export interface GptqMatrixOptions extends OpOptions {
    * destroyed); default false.
    */
   consumeHessian?: boolean;
+  /**
+   * Where to run: 'cpu' (default) or a CUDA device ('cuda' = device 0, 'cuda:1', ...). The CUDA GPTQ (Cholesky,
+   * inverse, lazy-block sweep on the device) gives bit-identical results to the CPU; it has no
+   * `perChannel: false`. Rejects with `QK_UNSUPPORTED` without CUDA or a device.
+   */
+  device?: GptqDevice;
+}
+
+/** 'cpu', or a CUDA device: 'cuda' (= 'cuda:0') or 'cuda:<index>'. */
+export type GptqDevice = 'cpu' | 'cuda' | `cuda:${number}`;
+
+/** The CUDA device index of a {@link GptqDevice} (undefined for the CPU). */
+function cudaIndex(device: GptqDevice | undefined): number | undefined {
+  if (device === undefined || device === 'cpu') return undefined;
+  if (device === 'cuda') return 0;
+  const m = typeof device === 'string' ? /^cuda:(\d{1,4})$/.exec(device) : null;
+  if (!m) throw new InvalidArgumentError(`Expected 'cpu', 'cuda' or 'cuda:<index>' for device but received ${describe(device)}`);
+  return Number(m[1]);
 }
 
 /** What {@link gptqQuantizeMatrix} returns: Keras's GPTQ variables plus diagnostics. */
@@ -107,10 +125,15 @@ export class GptqHessian {
   private readonly queue = new Queue();
   private finalized = false;
   private readonly isa: OpOptions['isa'];
+  private readonly device: number | undefined;
 
-  /** @throws InvalidArgumentError for a non-positive or huge `inFeatures` (8·n² bytes must be allocatable). */
-  constructor(inFeatures: number, options: OpOptions = {}) {
+  /**
+   * `options.device`: 'cpu' (default) or 'cuda' / 'cuda:<index>' to accumulate on a CUDA device (bit-identical).
+   * @throws InvalidArgumentError for a non-positive or huge `inFeatures` (8·n² bytes must be allocatable).
+   */
+  constructor(inFeatures: number, options: OpOptions & { device?: GptqDevice } = {}) {
     this.inFeatures = intOption(inFeatures, 'inFeatures', (n) => n >= 1 && n <= 46340, 'an integer in [1, 46340]');
+    this.device = cudaIndex(options.device);
     this.sum = new Float64Array(inFeatures * inFeatures);
     this.isa = options.isa;
   }
@@ -150,7 +173,7 @@ export class GptqHessian {
     }
     const rows = data.length / this.inFeatures;
     return this.queue.run(() =>
-      callNative((n) => n.gptqHessianAccumulate(data, rows, this.inFeatures, this.sum, this.count, this.isa)),
+      callNative((n) => n.gptqHessianAccumulate(data, rows, this.inFeatures, this.sum, this.count, this.isa, this.device)),
     );
   }
 
@@ -180,7 +203,7 @@ export class GptqHessian {
  */
 export async function gptqHessian(
   batches: Iterable<Tensor | Float32Array> | AsyncIterable<Tensor | Float32Array>,
-  options: OpOptions & { inFeatures?: number } = {},
+  options: OpOptions & { inFeatures?: number; device?: GptqDevice } = {},
 ): Promise<{ hessian: Float64Array; inFeatures: number; rows: number }> {
   if (batches === null || typeof batches !== 'object' || (!(Symbol.iterator in batches) && !(Symbol.asyncIterator in batches))) {
     throw new InvalidArgumentError(`Expected an iterable of float32 Tensors or Float32Arrays for batches but received ${describe(batches)}`);
@@ -270,7 +293,7 @@ export async function gptqQuantizeMatrix(
   await callNative((n) =>
     n.gptqQuantizeMatrix(
       kernel.data as Float32Array, inDim, outDim, h, bits as number, groupSize, symmetric, perChannel, actOrder, damp, tries,
-      zeroDead, q, scale, zero, gIdx, dq, result, options.isa,
+      zeroDead, q, scale, zero, gIdx, dq, result, options.isa, cudaIndex(options.device),
     ),
   );
   const levels = new Tensor('uint8', [outDim, inDim], q);

@@ -119,13 +119,13 @@ export interface NativeBinding {
   ): Promise<void>;
 
   /** GPTQ calibration core (csrc/napi/gptq_ops.cc). Buffers are mutated by the worker. */
-  gptqHessianAccumulate(X: Float32Array, rows: number, cols: number, H: Float64Array, count: Float64Array, isa?: IsaName): Promise<void>;
+  gptqHessianAccumulate(X: Float32Array, rows: number, cols: number, H: Float64Array, count: Float64Array, isa?: IsaName, device?: number): Promise<void>;
   gptqHessianFinalize(H: Float64Array, cols: number, count: Float64Array, isa?: IsaName): Promise<void>;
   gptqQuantizeMatrix(
     W: Float32Array, inDim: number, outDim: number, H: Float64Array, bits: number, groupSize: number, symmetric: boolean,
     perChannel: boolean, actOrder: boolean, damp: number, maxDampTries: number, zeroDeadInputs: boolean,
     q: Uint8Array, scale: Float32Array, zero: Uint8Array, gIdx: Int32Array, wHat: Float32Array | null, result: Float64Array,
-    isa?: IsaName,
+    isa?: IsaName, device?: number,
   ): Promise<void>;
   gptqCholeskyLower(A: Float64Array, n: number, isa?: IsaName): Promise<void>;
   gptqTriangularInverseLower(A: Float64Array, n: number, isa?: IsaName): Promise<void>;

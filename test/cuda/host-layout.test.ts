@@ -4,7 +4,9 @@
 // reference kernels, runs it, and requires every check to pass. The checks include host models of a whole
 // thread block of the int8 GEMM (bit-exact with qk::ref::dense_w8a8), of the fp8 GEMM, of the fused
 // dequantize GEMV (tolerance vs qk::ref::dense_fp8 / dense_gptq / dense_w4g) and of the Tensor-Core W4A16 / GPTQ
-// GEMM (float16 / bfloat16 mma.m16n8k16 modelled through the PTX fragment layouts, with and without g_idx).
+// GEMM (float16 / bfloat16 mma.m16n8k16 modelled through the PTX fragment layouts, with and without g_idx), and
+// the device GPTQ's per-thread functions run in the kernels' order (Hessian, Cholesky column launches, inverse,
+// lazy-block sweep) bit-identical with qk::ref's GPTQ core.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -34,6 +36,7 @@ if (!hasCxx) {
         path.join(root, 'csrc/kernels/ref/dense_int8_ref.cpp'),
         path.join(root, 'csrc/kernels/ref/dense_float_ref.cpp'),
         path.join(root, 'csrc/kernels/ref/dense_gptq_ref.cpp'),
+        path.join(root, 'csrc/kernels/ref/gptq_ref.cpp'),
         '-o', exe,
       ],
       { encoding: 'utf8' },
@@ -67,6 +70,10 @@ if (!hasCxx) {
     'wq mma: 16-byte weight stores are bank-conflict free',
     'wq mma block model ~ dense_gptq / dense_w4g (f16, bf16, g_idx) over 90 cases',
     'a swapped k half would be detected by the block model (the test can fail)',
+    'gptq device: Hessian entries = ref hessian_accumulate bit for bit',
+    'gptq device: Cholesky column launches + per-column inverse = ref cholesky_inverse_upper bit for bit',
+    'gptq device: lazy-block sweep = ref gptq_quantize_matrix bit for bit (levels, scales, zeros, w_hat, loss, U) over 40 configurations',
+    'gptq device: lazy blocks keep every group inside one block or starting at a block start',
   ])('%s', (name) => {
     expect(output).toContain(`ok ${name}\n`);
   });

@@ -30,6 +30,15 @@
 
 #include "qk/status.h"
 
+// The element math below is shared with the CUDA GPTQ (cuda/gptq_sweep.cuh): __host__ __device__ under nvcc.
+#ifndef QK_HD
+#ifdef __CUDACC__
+#define QK_HD __host__ __device__
+#else
+#define QK_HD
+#endif
+#endif
+
 namespace qk {
 
 class ThreadPool;
@@ -55,7 +64,7 @@ struct GptqResult {
 };
 
 // Number of (scale, zero) columns: 1 for group_size == -1, else ceil(in / group_size) (Keras n_g).
-inline int64_t gptq_num_groups(int64_t in, int64_t group_size) {
+QK_HD inline int64_t gptq_num_groups(int64_t in, int64_t group_size) {
   return group_size < 0 ? 1 : (in + group_size - 1) / group_size;
 }
 
@@ -67,7 +76,7 @@ inline int64_t gptq_num_groups(int64_t in, int64_t group_size) {
 //   mn == mx (only 0 == 0): mn = -1, mx = 1             constant-zero groups are safe
 //   scale = (mx - mn) / maxq; scale <= 0 (underflow) -> 1e-8
 //   zero  = symmetric ? (maxq + 1) / 2 : clamp(rne(-mn / scale), 0, maxq)   (clamp = fix)
-inline void gptq_group_params(float mn, float mx, int bits, bool symmetric, float* scale, float* zero) {
+QK_HD inline void gptq_group_params(float mn, float mx, int bits, bool symmetric, float* scale, float* zero) {
   const float maxq = static_cast<float>((1 << bits) - 1);
   mn = mn < 0.0f ? mn : 0.0f;
   mx = mx > 0.0f ? mx : 0.0f;
@@ -98,7 +107,7 @@ inline void gptq_group_params(float mn, float mx, int bits, bool symmetric, floa
 // float32 operations, then round-half-even; the SIMD variants do the same lane-wise.
 // The clamp is written as (t > 0 ? t : 0) and (t < maxq ? t : maxq), exactly the semantics of x86 max/min
 // instructions with the constant as second operand, so -0 becomes +0 in every variant.
-inline float gptq_quantize_level(float w, float s, float z, float maxq) {
+QK_HD inline float gptq_quantize_level(float w, float s, float z, float maxq) {
   float t = nearbyintf(w / s + z);
   t = t > 0.0f ? t : 0.0f;
   return t < maxq ? t : maxq;

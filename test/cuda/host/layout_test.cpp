@@ -21,6 +21,7 @@
 #include "qk/kernels.h"
 #include "wq_layout.cuh"
 #include "wq_mma_layout.cuh"
+#include "gptq_sweep.cuh"
 
 namespace mm = qk::mma;
 namespace g = qk::gemm;
@@ -933,7 +934,171 @@ static void test_wq_mma_block() {
   }
 }
 
-// ---- 9. caching allocator and the capability predicate --------------------------------------------------------
+// ---- 9. GPTQ on the device: the kernels' per-thread functions, in the kernels' order, vs qk::ref bit for bit ------
+namespace gd = qk::gptq_dev;
+
+// The device cholesky_inverse_upper (gptq.cu: rotate, damp, column launches with the delayed diagonal, inverse
+// from a pristine L, rotate, upper) on the host. Returns false if never positive definite.
+static bool device_chol_inverse_upper(std::vector<double>& H, int64_t n, const std::vector<double>& diag, double damp,
+                                      int max_tries, double* damp_used, int* tries) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += diag[i];
+  const double mean = n > 0 ? sum / static_cast<double>(n) : 0.0;
+  std::vector<double> rot(n * n), piv(n);
+  for (int64_t e = 0; e < n * n; ++e) rot[n * n - 1 - e] = H[e];
+  double cur = damp;
+  for (int attempt = 1; attempt <= max_tries; ++attempt) {
+    if (attempt > 1) cur = cur > 0.0 ? cur * 10.0 : 1e-4;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j <= i; ++j) {
+        if (j < i && attempt > 1) rot[i * n + j] = rot[j * n + i];
+        if (j == i) rot[i * n + i] = diag[n - 1 - i] + cur * mean;
+      }
+    bool bad = false;
+    for (int64_t j = 0; j < n && !bad; ++j) {
+      if (j > 0) rot[(j - 1) * n + (j - 1)] = piv[j - 1];
+      const double s = gd::chol_pivot(rot.data(), n, j);
+      if (!gd::chol_pivot_ok(s)) {
+        bad = true;
+        break;
+      }
+      const double d = std::sqrt(s);
+      for (int64_t i = n - 1; i > j; --i) rot[i * n + j] = gd::chol_entry(rot.data(), n, i, j, d);  // any order
+      piv[j] = d;
+    }
+    if (bad) continue;
+    rot[(n - 1) * n + (n - 1)] = piv[n - 1];
+    std::vector<double> L = rot, Y = rot;
+    for (int64_t j = n - 1; j >= 0; --j) gd::trinv_column(L.data(), Y.data(), n, j);  // columns in any order
+    for (int64_t e = 0; e < n * n; ++e) rot[n * n - 1 - e] = Y[e];
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) H[i * n + j] = j >= i ? rot[i * n + j] : 0.0;
+    *damp_used = cur;
+    *tries = attempt;
+    return true;
+  }
+  return false;
+}
+
+static void test_gptq_device() {
+  // Hessian: the per-entry function over two batches = qk::ref::hessian_accumulate (bit for bit).
+  {
+    const int64_t rows = 37, cols = 29;
+    std::vector<float> X = rand_f(rows * cols, 2.0f);
+    std::vector<double> Href(cols * cols, 0.0), Hdev(cols * cols, 0.0);
+    int64_t seen = 0;
+    qk::ref::hessian_accumulate(X.data(), 20, cols, Href.data(), &seen, nullptr);
+    qk::ref::hessian_accumulate(X.data() + 20 * cols, rows - 20, cols, Href.data(), &seen, nullptr);
+    for (int64_t i = 0; i < cols; ++i)
+      for (int64_t j = 0; j <= i; ++j) {
+        double h = gd::hessian_entry(X.data(), 20, cols, i, j, 0.0);
+        Hdev[i * cols + j] = gd::hessian_entry(X.data() + 20 * cols, rows - 20, cols, i, j, h);
+      }
+    check(std::memcmp(Href.data(), Hdev.data(), Href.size() * sizeof(double)) == 0,
+          "gptq device: Hessian entries = ref hessian_accumulate bit for bit");
+  }
+  // Cholesky + inverse: column launches and per-column inverse = ref cholesky_lower / triangular_inverse_lower.
+  {
+    const int64_t n = 45, rows = 80;
+    std::vector<float> X = rand_f(rows * n, 1.0f);
+    std::vector<double> H(n * n, 0.0);
+    int64_t seen = 0;
+    qk::ref::hessian_accumulate(X.data(), rows, n, H.data(), &seen, nullptr);
+    qk::ref::hessian_finalize(H.data(), n, seen);
+    std::vector<double> diag(n);
+    for (int64_t i = 0; i < n; ++i) diag[i] = H[i * n + i];
+    std::vector<double> Href = H, Hdev = H;
+    double du_ref = 0, du_dev = 0;
+    int tr_ref = 0, tr_dev = 0;
+    const qk::Status st = qk::ref::cholesky_inverse_upper(Href.data(), n, 0.01, 4, &du_ref, &tr_ref, nullptr);
+    const bool ok = device_chol_inverse_upper(Hdev, n, diag, 0.01, 4, &du_dev, &tr_dev);
+    check(st == qk::kOk && ok && du_ref == du_dev && tr_ref == tr_dev &&
+              std::memcmp(Href.data(), Hdev.data(), Href.size() * sizeof(double)) == 0,
+          "gptq device: Cholesky column launches + per-column inverse = ref cholesky_inverse_upper bit for bit");
+    // A rank-deficient H needs retries with more damping: the retry path agrees too.
+    std::vector<double> R(n * n, 0.0);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) R[i * n + j] = double(X[i]) * X[j];  // rank 1
+    for (int64_t i = 0; i < n; ++i) diag[i] = R[i * n + i];
+    Href = R;
+    Hdev = R;
+    const qk::Status st2 = qk::ref::cholesky_inverse_upper(Href.data(), n, 0.0, 6, &du_ref, &tr_ref, nullptr);
+    const bool ok2 = device_chol_inverse_upper(Hdev, n, diag, 0.0, 6, &du_dev, &tr_dev);
+    check(st2 == qk::kOk && ok2 && tr_ref > 1 && tr_ref == tr_dev && du_ref == du_dev &&
+              std::memcmp(Href.data(), Hdev.data(), Href.size() * sizeof(double)) == 0,
+          "gptq device: damping retries = ref (tries " + std::to_string(tr_ref) + ")");
+  }
+  // The whole quantize_matrix: prepare, U, lazy-block sweep kernels (block, flush, loss) = ref bit for bit.
+  int runs = 0, good = 0;
+  for (int bits : {2, 3, 4, 8})
+    for (int64_t group : {int64_t{-1}, int64_t{7}, int64_t{32}, int64_t{128}, int64_t{200}})
+      for (int act = 0; act < 2; ++act) {
+        const bool sym = (bits + act) % 3 == 0;
+        const int64_t in = 300, out = 9, rows = 64;
+        std::vector<float> X = rand_f(rows * in, 1.0f), W = rand_f(in * out, 0.5f);
+        for (int64_t t = 0; t < rows; ++t) X[t * in + 5] = 0.0f;  // a dead input
+        std::vector<double> H(in * in, 0.0);
+        int64_t seen = 0;
+        qk::ref::hessian_accumulate(X.data(), rows, in, H.data(), &seen, nullptr);
+        qk::ref::hessian_finalize(H.data(), in, seen);
+        qk::GptqOptions opt;
+        opt.bits = bits;
+        opt.group_size = group;
+        opt.symmetric = sym;
+        opt.act_order = act != 0;
+        const int64_t G = qk::gptq_num_groups(in, group), g = group < 0 ? in : group;
+        std::vector<uint8_t> qr(out * in), zr(out * G), qd(out * in), zd(out * G);
+        std::vector<float> sr(out * G), sd(out * G), whr(in * out), whd(in * out);
+        std::vector<int32_t> gir(in);
+        qk::GptqResult rr;
+        std::vector<double> Hr = H, Hd = H;
+        const qk::Status st = qk::ref::gptq_quantize_matrix(W.data(), in, out, Hr.data(), &opt, qr.data(), sr.data(),
+                                                            zr.data(), gir.data(), whr.data(), &rr, nullptr);
+        gd::Prepared pre;
+        gd::prepare(W.data(), in, out, Hd.data(), opt.act_order, false, &pre);
+        double du = 0;
+        int tries = 0;
+        std::vector<double> U = pre.Hp;
+        const bool ok = device_chol_inverse_upper(U, in, pre.diag, opt.damp, opt.max_damp_tries, &du, &tries);
+        std::vector<float> E(gd::kLazyBlock * out), sz(2 * out, 0.0f);
+        const gd::SweepArgs a{in, out, G, g, bits, sym, U.data(), pre.Wt.data(), E.data(), qd.data(), sd.data(),
+                              zd.data(), whd.data(), pre.perm.data()};
+        double loss = 0.0;
+        int nblocks = 0;
+        for (int64_t j0 = 0; j0 < in; j0 = gd::block_end(j0, in, g), ++nblocks) {
+          const int64_t j1 = gd::block_end(j0, in, g);
+          for (int64_t o = out - 1; o >= 0; --o) gd::sweep_block(a, o, j0, j1, &sz[2 * o], &sz[2 * o + 1]);
+          for (int64_t k = in - 1; k >= j1; --k)
+            for (int64_t o = 0; o < out; ++o) gd::sweep_flush(a, o, j0, j1, k);
+          loss = gd::block_loss(E.data(), j1 - j0, out, loss);
+        }
+        const bool same = st == qk::kOk && ok && qr == qd && zr == zd && sr == sd && whr == whd && loss == rr.loss &&
+                          du == rr.damp_used && tries == rr.damp_tries && pre.dead == rr.dead_inputs && U == Hr;
+        ++runs;
+        if (same) ++good;
+        else
+          check(false, "gptq device sweep bits " + std::to_string(bits) + " group " + std::to_string(group) +
+                           (act ? " act-order" : "") + " differs from ref (blocks " + std::to_string(nblocks) + ")");
+      }
+  check(good == runs && runs == 40, "gptq device: lazy-block sweep = ref gptq_quantize_matrix bit for bit (levels, "
+                                    "scales, zeros, w_hat, loss, U) over " + std::to_string(runs) + " configurations");
+  // Blocks never separate a group start from its group unless the group starts at the block start.
+  bool ok = true;
+  for (int64_t in : {1, 127, 128, 129, 300, 1000})
+    for (int64_t g : {1, 7, 32, 100, 128, 129, 200, 1000}) {
+      int64_t j0 = 0;
+      while (j0 < in) {
+        const int64_t j1 = gd::block_end(j0, in, g);
+        ok = ok && j1 > j0 && j1 - j0 <= gd::kLazyBlock;
+        for (int64_t j = j0 + 1; j < j1; ++j)
+          if (j % g == 0) ok = ok && std::min(j + g, in) <= j1;
+        j0 = j1;
+      }
+    }
+  check(ok, "gptq device: lazy blocks keep every group inside one block or starting at a block start");
+}
+
+// ---- 10. caching allocator and the capability predicate --------------------------------------------------------
 struct FakeDevice {
   size_t limit, used = 0;
   int allocs = 0, frees = 0;
@@ -1010,6 +1175,7 @@ int main() {
   test_g_idx();
   test_wq_mma_tiling();
   test_wq_mma_block();
+  test_gptq_device();
   test_allocator();
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
