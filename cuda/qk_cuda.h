@@ -218,6 +218,39 @@ qk_status qk_cuda_gptq_quantize_matrix(int device, const float* W, int64_t in, i
                                        uint8_t* zero, int32_t* g_idx, float* w_hat, qk_cuda_gptq_result* res,
                                        char* err, size_t err_len);
 
+/* ---- the Llama float path (cuda/llama.cu) ------------------------------------------------------------------
+ * rmsnorm / rope / softmax_rows / silu_mul / attention_decode / kv_cache_write of qk/kernels.h (same layouts and
+ * contracts; the element math of qk/llama_math.h), float32 device pointers enqueued on `stream`. Tolerance vs the
+ * CPU reference (parallel sums, CUDA's expf / cosf / sinf / powf); kv_cache_write is exact. attention_decode
+ * needs `scratch`: T * heads * (pos0 + T) floats of device memory. */
+qk_status qk_cuda_rmsnorm_dev(const float* x, const float* weight, int64_t rows, int64_t n, float eps, float* y,
+                              void* stream, char* err, size_t err_len);
+qk_status qk_cuda_rope_dev(float* x, int64_t rows, int64_t heads, int64_t head_dim, const int32_t* positions,
+                           float theta, void* stream, char* err, size_t err_len);
+qk_status qk_cuda_softmax_rows_dev(float* x, int64_t rows, int64_t n, void* stream, char* err, size_t err_len);
+qk_status qk_cuda_silu_mul_dev(const float* gate, const float* up, int64_t n, float* out, void* stream, char* err,
+                               size_t err_len);
+qk_status qk_cuda_attention_decode_dev(const float* q, int64_t T, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                                       const float* k_cache, const float* v_cache, int64_t max_seq, int64_t pos0,
+                                       float* out, float* scratch, void* stream, char* err, size_t err_len);
+qk_status qk_cuda_kv_cache_write_dev(const float* k, const float* v, int64_t T, int64_t kv_heads, int64_t head_dim,
+                                     const int32_t* positions, int64_t max_seq, float* k_cache, float* v_cache,
+                                     void* stream, char* err, size_t err_len);
+/* Host-pointer version of the first five, for tests and one-off calls: op selects the kernel; inputs a, b, c and
+ * positions as the op reads them (rmsnorm: a = x [rows, n], b = weight [n]; rope: a = x [rows, heads, head_dim],
+ * positions [rows]; softmax: a = x [rows, n]; silu_mul: a = gate, b = up [n]; attention: a = q [T, heads,
+ * head_dim], b = k_cache, c = v_cache [kv_heads, max_seq, head_dim]); the result goes to out (same shape as a). */
+enum { QK_CUDA_LLAMA_RMSNORM = 0, QK_CUDA_LLAMA_ROPE = 1, QK_CUDA_LLAMA_SOFTMAX = 2, QK_CUDA_LLAMA_SILU_MUL = 3,
+       QK_CUDA_LLAMA_ATTENTION = 4 };
+typedef struct qk_cuda_llama_args {
+  const float *a, *b, *c;
+  const int32_t* positions;
+  float* out;
+  int64_t rows, n, heads, kv_heads, head_dim, max_seq, pos0, T;
+  float eps, theta;
+} qk_cuda_llama_args;
+qk_status qk_cuda_llama(int device, int op, const qk_cuda_llama_args* args, char* err, size_t err_len);
+
 /* ---- element-wise: sub-byte packing and fp8 conversion (cuda/convert.cu) -----------------------------------
  * Bit-exact with qk::ref::pack_int4 / unpack_int4 / pack_int2 / unpack_int2 / f32_to_fp8 / fp8_to_f32 (the same
  * element functions of qk/quant_math.h and qk/fp_convert.h). Host pointers. */

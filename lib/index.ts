@@ -28,6 +28,8 @@ export { matmul, matmulInt8 } from './ops/matmul';
 export { cudaAbsMax, cudaAbsMaxQuantize, cudaAvailable } from './ops/cuda';
 export { cudaDenseW8A8, cudaDenseFp8, cudaDenseWq, cudaPack, cudaFp8Convert, cudaDeviceHas, CUDA_FEATURES } from './ops/cuda-dense';
 export type { CudaDenseOptions, CudaDenseWqOptions } from './ops/cuda-dense';
+export { cudaRmsNorm, cudaRope, cudaSoftmaxRows, cudaSiluMul, cudaAttentionDecode } from './ops/cuda-llama';
+export type { CudaAttentionShape } from './ops/cuda-llama';
 export { DeviceBuffer, cudaMemoryStats, cudaEmptyCache } from './cuda/device-buffer';
 export { denseForward } from './ops/dense';
 export type { DenseWeights, DenseForwardOptions, ActivationQuant } from './ops/dense';

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cmath>
 #include <string>
 
 #include "napi/util.h"
@@ -267,6 +268,85 @@ Napi::Value CudaDenseWq(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// cudaLlama(device, op 0..4, a, b | null, c | null, positions | null, dims: Float64Array [rows, n, heads, kvHeads,
+//           headDim, maxSeq, pos0, T], eps, theta, out): QK_CUDA_LLAMA_* of qk_cuda.h, host arrays, float32.
+Napi::Value CudaLlama(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dev = device_arg(info, 0);
+  const int64_t op = dim(info, 1, "op");
+  if (op > 4) throw_invalid(env, "Expected a Llama op 0..4 for op but received " + std::to_string(op));
+  View a = typed_array(info, 2, "a", {napi_float32_array});
+  View b, c, pos;
+  if (!info[3].IsNull() && !info[3].IsUndefined()) b = typed_array(info, 3, "b", {napi_float32_array});
+  if (!info[4].IsNull() && !info[4].IsUndefined()) c = typed_array(info, 4, "c", {napi_float32_array});
+  if (!info[5].IsNull() && !info[5].IsUndefined()) pos = typed_array(info, 5, "positions", {napi_int32_array});
+  View dims = typed_array(info, 6, "dims", {napi_float64_array});
+  expect_length(env, dims, 8, "dims");
+  const double eps = number(info, 7, "eps"), theta = number(info, 8, "theta");
+  View out = typed_array(info, 9, "out", {napi_float32_array});
+  int64_t d[8];
+  for (int i = 0; i < 8; ++i) {
+    const double v = static_cast<const double*>(dims.data)[i];
+    if (!(v >= 0) || v > 9007199254740991.0 || v != std::floor(v)) {
+      throw_invalid(env, "Expected non-negative integers in dims but received " + format_number(v));
+    }
+    d[i] = static_cast<int64_t>(v);
+  }
+  const int64_t rows = d[0], n = d[1], heads = d[2], kvh = d[3], hd = d[4], max_seq = d[5], pos0 = d[6], T = d[7];
+  auto need = [&](const View& v, const char* name) {
+    if (v.data == nullptr && v.length == 0) throw_invalid(env, std::string("Expected a Float32Array for ") + name);
+  };
+  switch (op) {
+    case 0:  // rmsnorm
+      need(b, "weight");
+      expect_length(env, a, mul(env, rows, n, "x"), "x");
+      expect_length(env, b, n, "weight");
+      expect_length(env, out, mul(env, rows, n, "out"), "out");
+      break;
+    case 1: {  // rope
+      if (hd % 2 != 0) throw_invalid(env, "Expected an even headDim but received " + std::to_string(hd));
+      const int64_t total = mul(env, mul(env, rows, heads, "x"), hd, "x");
+      expect_length(env, a, total, "x");
+      expect_length(env, pos, rows, "positions");
+      expect_length(env, out, total, "out");
+      break;
+    }
+    case 2:  // softmax
+      expect_length(env, a, mul(env, rows, n, "x"), "x");
+      expect_length(env, out, mul(env, rows, n, "out"), "out");
+      break;
+    case 3:  // silu_mul
+      need(b, "up");
+      expect_length(env, a, n, "gate");
+      expect_length(env, b, n, "up");
+      expect_length(env, out, n, "out");
+      break;
+    default: {  // attention
+      need(b, "kCache");
+      need(c, "vCache");
+      if (kvh < 1 || heads % kvh != 0) throw_invalid(env, "Expected heads to be a multiple of kvHeads (>= 1)");
+      if (pos0 + T > max_seq) throw_invalid(env, "Expected pos0 + T <= maxSeq");
+      const int64_t qn = mul(env, mul(env, T, heads, "q"), hd, "q");
+      const int64_t cache = mul(env, mul(env, kvh, max_seq, "kCache"), hd, "kCache");
+      expect_length(env, a, qn, "q");
+      expect_length(env, b, cache, "kCache");
+      expect_length(env, c, cache, "vCache");
+      expect_length(env, out, qn, "out");
+    }
+  }
+#ifdef QK_WITH_CUDA
+  qk_cuda_llama_args args{static_cast<const float*>(a.data), static_cast<const float*>(b.data),
+                          static_cast<const float*>(c.data), static_cast<const int32_t*>(pos.data),
+                          static_cast<float*>(out.data), rows, n, heads, kvh, hd, max_seq, pos0, T,
+                          static_cast<float>(eps), static_cast<float>(theta)};
+  const int o = static_cast<int>(op);
+  return QK_CUDA_WORK(qk_cuda_llama(dev, o, &args, err, sizeof err), &a, &b, &c, &pos, &out);
+#else
+  (void)dev, (void)eps, (void)theta;
+  not_built(env);
+#endif
+}
+
 // cudaPack(device, op 0..5, src, outer, len, inner, dst): QK_CUDA_PACK_* of qk_cuda.h.
 Napi::Value CudaPack(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -471,6 +551,7 @@ void register_cuda_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaDenseFp8", Napi::Function::New(env, CudaDenseFp8, "cudaDenseFp8"));
   exports.Set("cudaDenseWq", Napi::Function::New(env, CudaDenseWq, "cudaDenseWq"));
   exports.Set("cudaPack", Napi::Function::New(env, CudaPack, "cudaPack"));
+  exports.Set("cudaLlama", Napi::Function::New(env, CudaLlama, "cudaLlama"));
   exports.Set("cudaFp8", Napi::Function::New(env, CudaFp8, "cudaFp8"));
   exports.Set("cudaBufferAlloc", Napi::Function::New(env, CudaBufferAlloc, "cudaBufferAlloc"));
   exports.Set("cudaBufferFree", Napi::Function::New(env, CudaBufferFree, "cudaBufferFree"));

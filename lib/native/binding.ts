@@ -191,6 +191,10 @@ export interface NativeBinding {
     bits: number, isSigned: boolean, scale: Float32Array, zero: Uint8Array | Int8Array, group: number,
     bias: Float32Array | null, y: Float32Array | Uint16Array, gIdx?: Int32Array | null, path?: 0 | 1 | 2,
   ): Promise<void>;
+  cudaLlama(
+    device: number, op: 0 | 1 | 2 | 3 | 4, a: Float32Array, b: Float32Array | null, c: Float32Array | null,
+    positions: Int32Array | null, dims: Float64Array, eps: number, theta: number, out: Float32Array,
+  ): Promise<void>;
   cudaPack(device: number, op: number, src: Uint8Array | Int8Array, outer: number, len: number, inner: number, dst: Uint8Array | Int8Array): Promise<void>;
   cudaFp8(device: number, toFp8: boolean, fmt: 0 | 1, src: Float32Array | Uint8Array, dst: Uint8Array | Float32Array): Promise<void>;
   cudaBufferAlloc(device: number, bytes: number): NativeCudaBuffer;

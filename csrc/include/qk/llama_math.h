@@ -21,18 +21,42 @@
 #include <math.h>
 #include <stdint.h>
 
+// __host__ __device__ under nvcc: the CUDA Llama kernels (cuda/llama.cu) use the same expressions (with CUDA's
+// powf / cosf / sinf / expf, which may differ from glibc's in the last bit: the device results are compared by
+// tolerance).
+#ifdef __CUDACC__
+#define QK_LLAMA_HD __host__ __device__
+#else
+#define QK_LLAMA_HD
+#endif
+
 namespace qk {
 
 // 1 / theta^(2 pair / head_dim), in float32 exactly as run.c computes it.
-static inline float qk_rope_inv_freq(int64_t pair, int64_t head_dim, float theta) {
+QK_LLAMA_HD static inline float qk_rope_inv_freq(int64_t pair, int64_t head_dim, float theta) {
   return 1.0f / powf(theta, static_cast<float>(2 * pair) / static_cast<float>(head_dim));
 }
 
 // cos and sin of the angle pos * inv_freq (float32 product, then cosf / sinf).
-static inline void qk_rope_cos_sin(int32_t pos, float inv_freq, float* c, float* s) {
+QK_LLAMA_HD static inline void qk_rope_cos_sin(int32_t pos, float inv_freq, float* c, float* s) {
   const float val = static_cast<float>(pos) * inv_freq;
   *c = cosf(val);
   *s = sinf(val);
+}
+
+// One rotated pair: (x0, x1) -> (x0 * c - x1 * s, x0 * s + x1 * c), separately rounded (no FMA).
+QK_LLAMA_HD static inline void qk_rope_rotate(float* v0, float* v1, float c, float s) {
+  const float a = *v0, b = *v1;
+  *v0 = a * c - b * s;
+  *v1 = a * s + b * c;
+}
+
+// SiLU(g) * up in run.c's order: v = g; v *= 1 / (1 + expf(-v)); v *= up.
+QK_LLAMA_HD static inline float qk_silu_mul_one(float g, float up) {
+  float v = g;
+  v *= 1.0f / (1.0f + expf(-v));
+  v *= up;
+  return v;
 }
 
 }  // namespace qk

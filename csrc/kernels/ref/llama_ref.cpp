@@ -48,9 +48,7 @@ void rope(float* x, int64_t rows, int64_t heads, int64_t head_dim, const int32_t
       for (int64_t i = 0; i < pairs; ++i) {
         float c, s;
         qk_rope_cos_sin(positions[r], qk_rope_inv_freq(i, head_dim, theta), &c, &s);
-        const float v0 = v[2 * i], v1 = v[2 * i + 1];
-        v[2 * i] = v0 * c - v1 * s;
-        v[2 * i + 1] = v0 * s + v1 * c;
+        qk_rope_rotate(&v[2 * i], &v[2 * i + 1], c, s);
       }
     }
   }
@@ -80,12 +78,7 @@ void softmax_rows(float* x, int64_t rows, int64_t n) {
 }
 
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
-  for (int64_t i = 0; i < n; ++i) {
-    float v = gate[i];
-    v *= 1.0f / (1.0f + expf(-v));
-    v *= up[i];
-    out[i] = v;
-  }
+  for (int64_t i = 0; i < n; ++i) out[i] = qk_silu_mul_one(gate[i], up[i]);
 }
 
 Status attention_decode(const float* q, int64_t T, int64_t heads, int64_t kv_heads, int64_t head_dim,
