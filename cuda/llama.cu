@@ -17,39 +17,37 @@ namespace {
 namespace cl = qk::cuda_launch;
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 // max that propagates NaN (a NaN anywhere makes the row NaN, as in the reference).
-__device__ __forceinline__ float nan_max(float a, float b) { return (a != a || b != b) ? __int_as_float(0x7fc00000) : fmaxf(a, b); }
-__device__ __forceinline__ float warp_max(float v) {
+__device__ __forceinline__ float nan_max(float a, float b) {
+  return (a != a || b != b) ? __int_as_float(0x7fc00000) : fmaxf(a, b);
+}
+struct Sum {
+  __device__ float operator()(float a, float b) const { return a + b; }
+};
+struct Max {
+  __device__ float operator()(float a, float b) const { return nan_max(a, b); }
+};
+template <class Op>
+__device__ __forceinline__ float warp_reduce(float v, Op op) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = nan_max(v, __shfl_xor_sync(0xffffffffu, v, o));
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
-// Block-wide sum / max of one value per thread (kThreads threads); every thread gets the result.
-__device__ float block_sum(float v, float* red) {
-  v = warp_sum(v);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  __syncthreads();
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  float t = 0.0f;
-  for (int w = 0; w < kThreads / 32; ++w) t += red[w];
-  return t;
-}
-__device__ float block_max(float v, float* red) {
-  v = warp_max(v);
+// Block-wide reduction of one value per thread (kThreads threads); every thread gets the result.
+template <class Op>
+__device__ float block_reduce(float v, float* red, Op op) {
+  v = warp_reduce(v, op);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   __syncthreads();
   if (lane == 0) red[warp] = v;
   __syncthreads();
   float t = red[0];
-  for (int w = 1; w < kThreads / 32; ++w) t = nan_max(t, red[w]);
+  for (int w = 1; w < kThreads / 32; ++w) t = op(t, red[w]);
   return t;
 }
+__device__ float block_sum(float v, float* red) { return block_reduce(v, red, Sum()); }
+__device__ float block_max(float v, float* red) { return block_reduce(v, red, Max()); }
+__device__ __forceinline__ float warp_sum(float v) { return warp_reduce(v, Sum()); }
 
 __global__ void __launch_bounds__(kThreads) rmsnorm_kernel(const float* __restrict__ x, const float* __restrict__ w,
                                                           int64_t n, float eps, float* __restrict__ y) {

@@ -15,7 +15,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <type_traits>
 
 #include "launch_util.cuh"
 #include "wq_mma_layout.cuh"
@@ -33,20 +32,15 @@ namespace {
 namespace t = qk::wqmma;
 namespace w = qk::wq;
 
-template <typename T>
-__device__ __forceinline__ uint16_t op_bits(float v);
-template <>
-__device__ __forceinline__ uint16_t op_bits<__half>(float v) { return __half_as_ushort(__float2half_rn(v)); }
-template <>
-__device__ __forceinline__ uint16_t op_bits<__nv_bfloat16>(float v) {
-  return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+// float32 -> the 16-bit operand type, RNE (the rounding of qk::wqmma::to_op16 on the host).
+__device__ __forceinline__ uint16_t op_bits(float v, bool bf16) {
+  return bf16 ? __bfloat16_as_ushort(__float2bfloat16_rn(v)) : __half_as_ushort(__float2half_rn(v));
 }
 
-// D += A * B, one m16n8k16 tile, float32 accumulators.
-template <typename T>
-__device__ __forceinline__ void mma16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+// D += A * B, one m16n8k16 tile, float32 accumulators; bf16 selects the operand type (warp-uniform).
+__device__ __forceinline__ void mma16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], bool bf16) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  if constexpr (std::is_same<T, __half>::value) {
+  if (!bf16) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
         "{%0, %1, %2, %3};\n"
@@ -59,11 +53,11 @@ __device__ __forceinline__ void mma16(float (&d)[4], const uint32_t (&a)[4], con
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
   }
-#elif defined(__CUDA_ARCH__)
+#else
   (void)d;
   (void)a;
   (void)b;
-  __trap();  // unreachable: the launcher requires compute capability 8.0 (qk::cuda_arch::Feature::kF16Mma)
+  (void)bf16;
 #endif
 }
 
@@ -73,9 +67,8 @@ struct Staged {
   uint4 b[t::kBChunks];
 };
 
-template <typename T>
 __device__ __forceinline__ void load_slice(const uint16_t* __restrict__ x, const w::Problem& p, int64_t m0,
-                                           int64_t n0, int64_t k0, bool xvec, int tid, Staged& s) {
+                                           int64_t n0, int64_t k0, bool xvec, bool bf16, int tid, Staged& s) {
 #pragma unroll
   for (int j = 0; j < t::kAChunks; ++j) {
     const qk::mma::RC rc = t::a_load(tid, j);
@@ -100,17 +93,19 @@ __device__ __forceinline__ void load_slice(const uint16_t* __restrict__ x, const
       const int64_t g = w::group_index(k, p.group, p.g_idx, p.G);
       const uint64_t q = w::load_chunk8(p.wq + k * rb, c, p.bits, rb);
 #pragma unroll
-      for (int e = 0; e < 8; ++e) v[e] = op_bits<T>(t::b_weight(p, q, g, c * 8 + e, e));
+      for (int e = 0; e < 8; ++e) v[e] = op_bits(t::b_weight(p, q, g, c * 8 + e, e), bf16);
     }
     s.b[j] = make_uint4(v[0] | (uint32_t{v[1]} << 16), v[2] | (uint32_t{v[3]} << 16), v[4] | (uint32_t{v[5]} << 16),
                         v[6] | (uint32_t{v[7]} << 16));
   }
 }
 
-template <typename T>
+// One instantiation for float16 and bfloat16 (bf16: a warp-uniform flag) keeps the build time of the 6 archs
+// down; below sm_80 the body is empty (the launcher never starts it there: capability predicate kF16Mma).
 __global__ void __launch_bounds__(t::kThreads) wq_mma_kernel(const uint16_t* __restrict__ x, const w::Problem p,
                                                              const float* __restrict__ bias, uint16_t* __restrict__ y,
-                                                             bool xvec) {
+                                                             bool xvec, bool bf16) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   __shared__ __align__(16) uint16_t As[t::kBM * t::kAStride];
   __shared__ __align__(16) uint16_t Bs[t::kBK * t::kBStride];
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
@@ -126,7 +121,7 @@ __global__ void __launch_bounds__(t::kThreads) wq_mma_kernel(const uint16_t* __r
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 
   Staged st;
-  load_slice<T>(x, p, m0, n0, 0, xvec, tid, st);
+  load_slice(x, p, m0, n0, 0, xvec, bf16, tid, st);
   for (int64_t k0 = 0; k0 < p.K; k0 += t::kBK) {
 #pragma unroll
     for (int j = 0; j < t::kAChunks; ++j) {
@@ -139,7 +134,7 @@ __global__ void __launch_bounds__(t::kThreads) wq_mma_kernel(const uint16_t* __r
       *reinterpret_cast<uint4*>(&Bs[t::b_offset(rc.row, rc.col * 8)]) = st.b[j];
     }
     __syncthreads();
-    if (k0 + t::kBK < p.K) load_slice<T>(x, p, m0, n0, k0 + t::kBK, xvec, tid, st);  // overlaps the mma below
+    if (k0 + t::kBK < p.K) load_slice(x, p, m0, n0, k0 + t::kBK, xvec, bf16, tid, st);  // overlaps the mma below
 #pragma unroll
     for (int ks = 0; ks < t::kKSteps; ++ks) {
       uint32_t a[t::kMTiles][4], b[t::kNTiles][2];
@@ -160,7 +155,7 @@ __global__ void __launch_bounds__(t::kThreads) wq_mma_kernel(const uint16_t* __r
 #pragma unroll
       for (int mt = 0; mt < t::kMTiles; ++mt)
 #pragma unroll
-        for (int nt = 0; nt < t::kNTiles; ++nt) mma16<T>(acc[mt][nt], a[mt], b[nt]);
+        for (int nt = 0; nt < t::kNTiles; ++nt) mma16(acc[mt][nt], a[mt], b[nt], bf16);
     }
     __syncthreads();
   }
@@ -172,8 +167,12 @@ __global__ void __launch_bounds__(t::kThreads) wq_mma_kernel(const uint16_t* __r
       for (int e = 0; e < 4; ++e) {
         const qk::mma::RC rc = t::acc_coord(warp, mt, nt, lane, e);
         const int64_t row = m0 + rc.row, col = n0 + rc.col;
-        if (row < p.M && col < p.N) y[row * p.N + col] = op_bits<T>(t::epilogue(acc[mt][nt][e], bias, col));
+        if (row < p.M && col < p.N) y[row * p.N + col] = op_bits(t::epilogue(acc[mt][nt][e], bias, col), bf16);
       }
+#else
+  (void)x, (void)p, (void)bias, (void)y, (void)xvec, (void)bf16;
+  __trap();  // unreachable: the launcher requires compute capability 8.0
+#endif
 }
 
 }  // namespace
@@ -190,11 +189,7 @@ qk_status launch_mma(int dtype, const void* x, const wq::Problem& p, const float
   const auto* xp = static_cast<const uint16_t*>(x);
   const bool xvec = p.K % 8 == 0 && cuda_launch::aligned(x, 16);
   const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
-  if (dtype == QK_CUDA_F16) {
-    wq_mma_kernel<__half><<<grid, kThreads, 0, st>>>(xp, p, bias, static_cast<uint16_t*>(y), xvec);
-  } else {
-    wq_mma_kernel<__nv_bfloat16><<<grid, kThreads, 0, st>>>(xp, p, bias, static_cast<uint16_t*>(y), xvec);
-  }
+  wq_mma_kernel<<<grid, kThreads, 0, st>>>(xp, p, bias, static_cast<uint16_t*>(y), xvec, dtype == QK_CUDA_BF16);
   QK_CU_TRY(cudaGetLastError(), "dense_wq Tensor-Core kernel launch");
   return QK_STATUS_OK;
 }

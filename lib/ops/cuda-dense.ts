@@ -25,7 +25,15 @@ export function cudaDeviceHas(feature: keyof typeof CUDA_FEATURES, device = 0): 
   return loadNative().cudaDeviceHas(device, CUDA_FEATURES[feature]);
 }
 
-function ready(device: number): void {
+/**
+ * Throws InvalidArgumentError for a bad device index and UnsupportedError without CUDA or a device.
+ * @internal shared by the CUDA op wrappers (not re-exported from the package)
+ * @example
+ * ```ts
+ * ready(0); // throws QK_UNSUPPORTED on a machine without a CUDA device
+ * ```
+ */
+export function ready(device: number): void {
   if (!Number.isInteger(device) || device < 0) {
     throw new InvalidArgumentError(`Expected a non-negative integer for device but received ${describe(device)}`);
   }

@@ -5,21 +5,8 @@
  * sums, CUDA's expf/cosf/sinf). They reject with `QK_UNSUPPORTED` without CUDA or a device.
  * @packageDocumentation
  */
-import { InvalidArgumentError, UnsupportedError } from '../errors';
-import { loadNative } from '../native/load';
-import { describe } from '../tensor';
 import { callNative } from './call';
-import { cudaAvailable } from './cuda';
-
-function ready(device: number): void {
-  if (!Number.isInteger(device) || device < 0) {
-    throw new InvalidArgumentError(`Expected a non-negative integer for device but received ${describe(device)}`);
-  }
-  if (!cudaAvailable()) {
-    const c = loadNative().capabilities().cuda;
-    throw new UnsupportedError(`CUDA is not available: ${c.error ?? 'no CUDA device found'}`);
-  }
-}
+import { ready } from './cuda-dense';
 
 type Dims = { rows?: number; n?: number; heads?: number; kvHeads?: number; headDim?: number; maxSeq?: number; pos0?: number; T?: number };
 
