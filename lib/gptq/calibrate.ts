@@ -17,7 +17,7 @@ import { gptqStateFromResult, GptqBits } from '../layers/gptq-core';
 import type { Layer } from '../layers/layer';
 import type { GptqLayerEntry } from '../models/report';
 import { calibrationWindows } from './data';
-import { GptqHessian, gptqQuantizeMatrix } from './matrix';
+import { checkGptqDevice, GptqDevice, GptqHessian, gptqQuantizeMatrix } from './matrix';
 
 /** A progress event of GPTQ calibration. */
 export interface GptqProgress {
@@ -50,6 +50,11 @@ export interface GptqRunOptions {
   trueSequential?: boolean;
   /** Seed of the calibration windows (default 42). */
   seed?: number;
+  /**
+   * Where the Hessians are accumulated and GPTQ runs: 'cpu' (default) or a CUDA device ('cuda', 'cuda:N'),
+   * bit-identical results (cuda/gptq.cu). Rejects with `QK_UNSUPPORTED` without a device or for `perChannel: false`.
+   */
+  device?: GptqDevice;
 }
 
 /** What the driver needs from the model. */
@@ -128,6 +133,7 @@ export async function runGptqCalibration(input: GptqRunInput, options: GptqRunOp
   if (signal !== null && (typeof signal !== 'object' || typeof (signal as AbortSignal).aborted !== 'boolean')) {
     throw new InvalidArgumentError('Expected an AbortSignal for signal');
   }
+  checkGptqDevice(options.device);
   if (config.dataset === null || config.dataset === undefined) {
     throw new InvalidArgumentError(
       'GPTQ quantization requires a dataset (and a tokenizer for text samples): pass them in the GPTQConfig ({ dataset, tokenizer })',
@@ -212,7 +218,7 @@ export async function runGptqCalibration(input: GptqRunInput, options: GptqRunOp
           const acc = new Map<Projection, Acc>();
           for (const l of group) {
             const shared = trueSequential ? acc.get(group[0]) : undefined;
-            acc.set(l, shared ?? { h: new GptqHessian(inFeatures(l)), sample: [], sampleRows: 0, owner: l });
+            acc.set(l, shared ?? { h: new GptqHessian(inFeatures(l), { device: options.device }), sample: [], sampleRows: 0, owner: l });
           }
           let pending = 0;
           const expected = group.reduce((a, l) => a + (callsPerForward.get(l) ?? 1), 0);
@@ -260,6 +266,7 @@ export async function runGptqCalibration(input: GptqRunInput, options: GptqRunOp
               hessianDamping: config.hessianDamping,
               perChannel: config.perChannel,
               consumeHessian: true,
+              device: options.device,
             });
             acc.delete(l);
             const relErr = await relativeOutputError(a.sample, a.sampleRows, W, r.dequantized as Tensor<'float32'>);

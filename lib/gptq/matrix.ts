@@ -6,7 +6,8 @@
  * calibration (`model.quantize('gptq', ...)`) uses exactly these functions.
  * @packageDocumentation
  */
-import { InvalidArgumentError, ShapeMismatchError } from '../errors';
+import { InvalidArgumentError, ShapeMismatchError, UnsupportedError } from '../errors';
+import { loadNative } from '../native/load';
 import { callNative, OpOptions } from '../ops/call';
 import { packInt2, packInt4 } from '../ops/pack';
 import { describe, Tensor } from '../tensor';
@@ -46,6 +47,25 @@ export interface GptqMatrixOptions extends OpOptions {
 
 /** 'cpu', or a CUDA device: 'cuda' (= 'cuda:0') or 'cuda:<index>'. */
 export type GptqDevice = 'cpu' | 'cuda' | `cuda:${number}`;
+
+/**
+ * Checks a {@link GptqDevice} before any work: InvalidArgumentError for a bad string, UnsupportedError when it names
+ * a CUDA device this process cannot use.
+ * @internal
+ * @example
+ * ```ts
+ * checkGptqDevice('cuda'); // throws QK_UNSUPPORTED without a CUDA device
+ * ```
+ */
+export function checkGptqDevice(device: GptqDevice | undefined): void {
+  const index = cudaIndex(device);
+  if (index === undefined) return;
+  const c = loadNative().capabilities().cuda;
+  if (!c.compiled) throw new UnsupportedError('GPTQ on CUDA is not available: quantkit was built without CUDA');
+  if (index >= c.devices.length) {
+    throw new UnsupportedError(`GPTQ on CUDA device ${index} is not available: ${c.error ?? `${c.devices.length} CUDA device(s) found`}`);
+  }
+}
 
 /** The CUDA device index of a {@link GptqDevice} (undefined for the CPU). */
 function cudaIndex(device: GptqDevice | undefined): number | undefined {
