@@ -28,6 +28,7 @@ import { InputLayer, SymbolicShape, SymbolicTensor } from './input';
 import { ModelGate } from './gate';
 import { QuantizationReport } from './report';
 import { GptqProgress, GptqRunOptions, runGptqCalibration } from '../gptq/calibrate';
+import type { GptqDevice } from '../gptq/matrix';
 
 /** Options of a functional or subclassed {@link Model}. */
 export interface ModelOptions extends LayerOptions {
@@ -58,6 +59,8 @@ export interface ModelQuantizeOptions {
   trueSequential?: boolean;
   /** GPTQ: seed of the calibration windows (default 42). */
   seed?: number;
+  /** GPTQ: run the Hessians and GPTQ on a CUDA device ('cuda', 'cuda:N'; bit-identical); default 'cpu'. */
+  device?: GptqDevice;
 }
 
 /** The GPTQ layer structure: layers before the blocks, and the blocks calibrated one after the other. */
@@ -747,7 +750,7 @@ export class Model extends Layer {
     if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) {
       throw new InvalidArgumentError(`Expected an options object for options of quantize() but received ${describe(opts)}`);
     }
-    const { config: configArg, filters, typeCheck = true, verbose = true, onProgress, signal, trueSequential, seed, ...rest } =
+    const { config: configArg, filters, typeCheck = true, verbose = true, onProgress, signal, trueSequential, seed, device, ...rest } =
       opts as ModelQuantizeOptions & Record<string, unknown>;
     const config = validateAndResolveConfig(mode ?? null, configArg ?? null);
     this.refreshPaths();
@@ -756,7 +759,7 @@ export class Model extends Layer {
     if (unknown.length > 0) {
       const repr = `{${unknown.map((k) => `'${k}': ${_pyRepr(rest[k])}`).join(', ')}}`;
       throw new InvalidArgumentError(
-        `Expected only config, filters, typeCheck, verbose (and for GPTQ onProgress, signal, trueSequential, seed) for options of quantize() but received ${unknown.map((k) => `'${k}'`).join(', ')}: Unrecognized keyword arguments passed to ${this.constructor.name}: ${repr}`,
+        `Expected only config, filters, typeCheck, verbose (and for GPTQ onProgress, signal, trueSequential, seed, device) for options of quantize() but received ${unknown.map((k) => `'${k}'`).join(', ')}: Unrecognized keyword arguments passed to ${this.constructor.name}: ${repr}`,
       );
     }
     if (typeof typeCheck !== 'boolean') throw new InvalidArgumentError(`Expected a boolean for typeCheck but received ${describe(typeCheck)}`);
@@ -816,7 +819,7 @@ export class Model extends Layer {
           report,
           targets,
           ...structure,
-          run: { onProgress: onProgress ?? null, signal: signal ?? null, trueSequential, seed },
+          run: { onProgress: onProgress ?? null, signal: signal ?? null, trueSequential, seed, device },
         });
         changed = report.numQuantized > 0;
       }
