@@ -3,7 +3,9 @@
 // loss over a sweep of shapes and options. Without a device: the device option rejects with QK_UNSUPPORTED and
 // the device comparisons are skipped (the host test, host-layout.test.ts, runs the kernels' per-thread functions
 // against qk::ref bit for bit everywhere).
-import { capabilities, cudaAvailable, GptqHessian, gptqHessian, gptqQuantizeMatrix, Tensor } from '../../lib';
+import {
+  applySymbolic, capabilities, cudaAvailable, Dense, Embedding, GPTQConfig, GptqHessian, gptqHessian, gptqQuantizeMatrix, Input, Model, Tensor,
+} from '../../lib';
 import { randomF32 } from '../helpers';
 
 const caps = capabilities();
@@ -20,7 +22,34 @@ function bitsEqual(a: ArrayLike<number> & { buffer: ArrayBufferLike; byteOffset:
   return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
+class EmbedDense extends Model {
+  embed!: Embedding;
+  proj!: Dense;
+  override getQuantizationLayerStructure() {
+    return { preBlockLayers: [this.embed], sequentialBlocks: [this.proj] };
+  }
+}
+async function embedDense(): Promise<EmbedDense> {
+  const inp = Input({ shape: [16], dtype: 'int32' });
+  const embed = new Embedding({ inputDim: 50, outputDim: 24, seed: 3, embeddingsInitializer: 'glorot_uniform' });
+  const proj = new Dense({ units: 10, seed: 4 });
+  const out = await applySymbolic(proj, await applySymbolic(embed, inp));
+  const m = new EmbedDense({ inputs: inp, outputs: out });
+  m.embed = embed;
+  m.proj = proj;
+  return m;
+}
+const tokens = Array.from({ length: 400 }, (_, i) => (i * 37 + ((i * i) % 11)) % 50);
+const gptqConfig = () => new GPTQConfig({ dataset: [tokens], tokenizer: null, numSamples: 6, sequenceLength: 16, weightBits: 4, groupSize: 8, activationOrder: true });
+
 describe('CUDA GPTQ without a device', () => {
+  (device ? test.skip : test)("model.quantize('gptq', { device: 'cuda' }) rejects with QK_UNSUPPORTED before calibrating and leaves the model unchanged", async () => {
+    const m = await embedDense();
+    const before = Float32Array.from(m.proj.kernel!.value.data as Float32Array);
+    await expect(m.quantize('gptq', { config: gptqConfig(), verbose: false, device: 'cuda' })).rejects.toMatchObject({ code: 'QK_UNSUPPORTED' });
+    expect(m.proj.quantizationMode ?? null).toBeNull();
+    expect(Float32Array.from(m.proj.kernel!.value.data as Float32Array)).toEqual(before);
+  });
   (device ? test.skip : test)("device: 'cuda' rejects with QK_UNSUPPORTED and leaves the caller's Hessian alone", async () => {
     const kernel = new Tensor('float32', [4, 3], randomF32(12, 1));
     const H = new Float64Array(16).map((_, i) => (i % 5 === 0 ? 1 : 0));
@@ -40,6 +69,15 @@ describe('CUDA GPTQ without a device', () => {
 });
 
 (device ? describe : describe.skip)('CUDA GPTQ vs the CPU reference (device present)', () => {
+  test("model.quantize('gptq') on the device gives the CPU's quantized layer bit for bit", async () => {
+    const cpu = await embedDense();
+    const gpu = await embedDense();
+    await cpu.quantize('gptq', { config: gptqConfig(), verbose: false });
+    await gpu.quantize('gptq', { config: gptqConfig(), verbose: false, device: 'cuda' });
+    const x = new Tensor('int32', [2, 16], Int32Array.from({ length: 32 }, (_, i) => (i * 7) % 50));
+    const a = (await cpu.predict(x)) as Tensor, b = (await gpu.predict(x)) as Tensor;
+    expect(bitsEqual(b.data as Float32Array, a.data as Float32Array)).toBe(true);
+  });
   test('Hessian accumulation is bit-identical (streamed in batches)', async () => {
     for (const [rows, cols] of [[1, 1], [7, 33], [300, 130], [64, 513]]) {
       const x = randomF32(rows * cols, rows + cols, 2);
