@@ -233,8 +233,8 @@ qk_status qk_cuda_gptq_quantize_matrix(int device, const float* W, int64_t in, i
     if (!std::isfinite(H[k])) return cl::invalid(err, err_len, op, "H has a non-finite entry");
   const int64_t G = qk::gptq_num_groups(in, group_size);
   const int64_t g = group_size < 0 ? std::max<int64_t>(in, 1) : group_size;
-  if (in == 0 || out == 0) {
-    if (in == 0 && G > 0) {  // an empty group (group_size -1): parameters of the all-zero range
+  if (in == 0) {
+    if (G > 0) {  // an empty group (group_size -1): parameters of the all-zero range
       for (int64_t o = 0; o < out; ++o) {
         float z0;
         qk::gptq_group_params(0.0f, 0.0f, bits, symmetric != 0, &scale[o * G], &z0);
@@ -274,7 +274,7 @@ qk_status qk_cuda_gptq_quantize_matrix(int device, const float* W, int64_t in, i
                         dq.as<uint8_t>(), ds.as<float>(), dz.as<uint8_t>(), w_hat ? dwh.as<float>() : nullptr,
                         dperm.as<int32_t>()};
   const unsigned ob = static_cast<unsigned>((out + 127) / 128);
-  for (int64_t j0 = 0; j0 < in; j0 = gd::block_end(j0, in, g)) {
+  for (int64_t j0 = 0; out > 0 && j0 < in; j0 = gd::block_end(j0, in, g)) {  // out == 0: U and g_idx only
     const int64_t j1 = gd::block_end(j0, in, g);
     sweep_block_kernel<<<ob, 128, 0, st>>>(a, j0, j1, dsz.as<float>());
     const int64_t later = in - j1;
@@ -287,13 +287,16 @@ qk_status qk_cuda_gptq_quantize_matrix(int device, const float* W, int64_t in, i
   }
   QK_CU_TRY(cudaGetLastError(), "gptq sweep launch");
   double loss = 0.0;
-  QK_CU_TRY(cudaMemcpyAsync(q, dq.get(), static_cast<size_t>(out * in), cudaMemcpyDeviceToHost, st), "download q");
-  QK_CU_TRY(cudaMemcpyAsync(scale, ds.get(), static_cast<size_t>(out * G) * sizeof(float), cudaMemcpyDeviceToHost, st),
-            "download scale");
-  QK_CU_TRY(cudaMemcpyAsync(zero, dz.get(), static_cast<size_t>(out * G), cudaMemcpyDeviceToHost, st), "download zero");
-  if (w_hat != nullptr) {
-    QK_CU_TRY(cudaMemcpyAsync(w_hat, dwh.get(), static_cast<size_t>(in * out) * sizeof(float), cudaMemcpyDeviceToHost,
-                              st), "download w_hat");
+  if (out > 0) {
+    QK_CU_TRY(cudaMemcpyAsync(q, dq.get(), static_cast<size_t>(out * in), cudaMemcpyDeviceToHost, st), "download q");
+    QK_CU_TRY(cudaMemcpyAsync(scale, ds.get(), static_cast<size_t>(out * G) * sizeof(float), cudaMemcpyDeviceToHost,
+                              st), "download scale");
+    QK_CU_TRY(cudaMemcpyAsync(zero, dz.get(), static_cast<size_t>(out * G), cudaMemcpyDeviceToHost, st),
+              "download zero");
+    if (w_hat != nullptr) {
+      QK_CU_TRY(cudaMemcpyAsync(w_hat, dwh.get(), static_cast<size_t>(in * out) * sizeof(float),
+                                cudaMemcpyDeviceToHost, st), "download w_hat");
+    }
   }
   QK_CU_TRY(cudaMemcpyAsync(&loss, dloss.get(), sizeof(double), cudaMemcpyDeviceToHost, st), "download loss");
   // H is consumed: it holds U (processing order), as the CPU version leaves it.
