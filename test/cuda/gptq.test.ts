@@ -3,10 +3,9 @@
 // loss over a sweep of shapes and options. Without a device: the device option rejects with QK_UNSUPPORTED and
 // the device comparisons are skipped (the host test, host-layout.test.ts, runs the kernels' per-thread functions
 // against qk::ref bit for bit everywhere).
-import {
-  applySymbolic, capabilities, cudaAvailable, Dense, Embedding, GPTQConfig, GptqHessian, gptqHessian, gptqQuantizeMatrix, Input, Model, Tensor,
-} from '../../lib';
+import { capabilities, cudaAvailable, GPTQConfig, GptqHessian, gptqHessian, gptqQuantizeMatrix, Tensor } from '../../lib';
 import { randomF32 } from '../helpers';
+import { embedDense } from '../gptq-model';
 
 const caps = capabilities();
 const device = cudaAvailable();
@@ -22,23 +21,6 @@ function bitsEqual(a: ArrayLike<number> & { buffer: ArrayBufferLike; byteOffset:
   return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
-class EmbedDense extends Model {
-  embed!: Embedding;
-  proj!: Dense;
-  override getQuantizationLayerStructure() {
-    return { preBlockLayers: [this.embed], sequentialBlocks: [this.proj] };
-  }
-}
-async function embedDense(): Promise<EmbedDense> {
-  const inp = Input({ shape: [16], dtype: 'int32' });
-  const embed = new Embedding({ inputDim: 50, outputDim: 24, seed: 3, embeddingsInitializer: 'glorot_uniform' });
-  const proj = new Dense({ units: 10, seed: 4 });
-  const out = await applySymbolic(proj, await applySymbolic(embed, inp));
-  const m = new EmbedDense({ inputs: inp, outputs: out });
-  m.embed = embed;
-  m.proj = proj;
-  return m;
-}
 const tokens = Array.from({ length: 400 }, (_, i) => (i * 37 + ((i * i) % 11)) % 50);
 const gptqConfig = () => new GPTQConfig({ dataset: [tokens], tokenizer: null, numSamples: 6, sequenceLength: 16, weightBits: 4, groupSize: 8, activationOrder: true });
 

@@ -1,11 +1,12 @@
 // GPTQ at the layer level: the calibration hooks capture exactly what the projection multiplies (the Hessian equals
 // the closed form of the real inputs, so the result equals the matrix API on those inputs), the runtime form
 // rejects hostile stored values, 3-bit bit packing, and dequantization agrees with the fused forward.
-import { applySymbolic, CorruptFileError, Dense, Embedding, GPTQConfig, Input, Model, Tensor } from '../../lib';
+import { CorruptFileError, Dense, GPTQConfig, Tensor } from '../../lib';
 import { gptqHessian, gptqQuantizeMatrix } from '../../lib/gptq/matrix';
 import { calibrationWindows } from '../../lib/gptq/data';
 import { pack3, unpack3 } from '../../lib/io/model-safetensors';
 import { randomF32 } from '../helpers';
+import { embedDense } from '../gptq-model';
 
 function lcg(seed: number) {
   let s = seed >>> 0;
@@ -30,25 +31,6 @@ test('pack3 / unpack3: bit i*3.. of a little-endian stream, exact round trip at 
     expect(Array.from(unpack3(p, n))).toEqual(Array.from(v));
   }
 });
-
-class EmbedDense extends Model {
-  embed!: Embedding;
-  proj!: Dense;
-  override getQuantizationLayerStructure() {
-    return { preBlockLayers: [this.embed], sequentialBlocks: [this.proj] };
-  }
-}
-
-async function embedDense(): Promise<EmbedDense> {
-  const inp = Input({ shape: [16], dtype: 'int32' });
-  const embed = new Embedding({ inputDim: 50, outputDim: 24, seed: 3, embeddingsInitializer: 'glorot_uniform' });
-  const proj = new Dense({ units: 10, seed: 4 });
-  const out = await applySymbolic(proj, await applySymbolic(embed, inp));
-  const m = new EmbedDense({ inputs: inp, outputs: out });
-  m.embed = embed;
-  m.proj = proj;
-  return m;
-}
 
 test('the calibrated Dense equals the matrix API on the Hessian of its real inputs (hooks capture the real path)', async () => {
   const rnd = lcg(9);
