@@ -5,7 +5,8 @@
 //  2. Otherwise build with cmake-js (Release; CMake >= 3.19). CUDA follows QK_CUDA=auto|on|off (default auto).
 //  3. If cmake is not installed (or QK_BUILD_BACKEND=gyp), build the CPU-only fallback with node-gyp.
 //
-// Environment: QK_CUDA, QK_BUILD_BACKEND=cmake|gyp, QK_SANITIZE=1 (ASan+UBSan build), QK_BUILD_JOBS.
+// Environment: QK_CUDA, QK_BUILD_BACKEND=cmake|gyp, QK_SANITIZE=1 (ASan+UBSan build into build-asan/),
+// QK_BUILD_JOBS.
 'use strict';
 const { spawnSync } = require('child_process');
 const path = require('path');
@@ -48,7 +49,9 @@ if (backend === 'cmake') {
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   const cuda = (process.env.QK_CUDA || 'auto').toLowerCase();
   const cmakeArgs = [cmakeJs, 'compile', '--parallel', jobs, `--CDQK_CUDA=${cuda}`];
-  if (process.env.QK_SANITIZE === '1') cmakeArgs.push('--CDQK_SANITIZE=ON', '--debug');
+  // The sanitizer build goes to its own directory (build-asan/Debug/quantkit.node) so it never replaces the
+  // normal build/Release binary; lib/native/load.ts loads it when QK_ADDON_PATH points at it (npm run test:asan).
+  if (process.env.QK_SANITIZE === '1') cmakeArgs.push('--CDQK_SANITIZE=ON', '--debug', '--out', 'build-asan');
   ok = run(process.execPath, cmakeArgs);
 } else if (backend === 'gyp') {
   if (process.env.QK_CUDA === 'on') {
