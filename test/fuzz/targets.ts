@@ -167,3 +167,37 @@ export const TARGETS: Record<string, FuzzTarget> = {
 export function isCleanError(err: unknown): boolean {
   return err instanceof QkError;
 }
+
+const keep: unknown[] = [];
+/**
+ * Targets with planted bugs, for the fuzzer's own tests (each must be reported): a TypeError, a hang, a memory
+ * blow-up, each behind a check of a few input bytes that the mutations have to find.
+ */
+export const SELF_TEST_TARGETS: Record<string, FuzzTarget & { seeds: Uint8Array[] }> = {
+  'selftest-exception': {
+    describe: 'throws a TypeError when the input starts with ff ff',
+    cover: /[\\/]test[\\/]fuzz[\\/]/,
+    seeds: [new Uint8Array([1, 2, 3, 4])],
+    run(bytes) {
+      if (bytes.length > 1 && bytes[0] === 0xff && bytes[1] === 0xff) throw new TypeError('planted bug');
+      if (bytes[0] !== 1) throw new QkError('QK_CORRUPT_FILE', 'refused');
+    },
+  },
+  'selftest-hang': {
+    describe: 'loops forever when the input is empty',
+    cover: /[\\/]test[\\/]fuzz[\\/]/,
+    seeds: [new Uint8Array([1, 2, 3, 4])],
+    run(bytes) {
+      // eslint-disable-next-line no-empty
+      while (bytes.length === 0) {}
+    },
+  },
+  'selftest-memory': {
+    describe: 'keeps 64 MiB alive per call when the input starts with 80',
+    cover: /[\\/]test[\\/]fuzz[\\/]/,
+    seeds: [new Uint8Array([1, 2, 3, 4])],
+    run(bytes) {
+      if (bytes[0] === 0x80) keep.push(new Array(8 << 20).fill(1.5));
+    },
+  },
+};

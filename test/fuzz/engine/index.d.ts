@@ -26,6 +26,7 @@ export function runFuzz(o: {
   maxLen?: number;
   extraCorpus?: string;
   saveDir?: string;
+  stopOnFinding?: boolean;
   onProgress?: (m: object) => void;
 }): Promise<FuzzResult>;
 export const ROOT: string;

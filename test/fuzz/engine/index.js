@@ -20,6 +20,7 @@ const ROOT = path.resolve(__dirname, '..', '..', '..');
  * @param {number} [o.maxLen=262144] - longest mutated input
  * @param {string} [o.extraCorpus] - another directory of seeds (e.g. a previous run's saveDir)
  * @param {string} [o.saveDir] - where inputs that reached new coverage are written
+ * @param {boolean} [o.stopOnFinding=false] - end the run at the first finding
  * @param {(msg: object) => void} [o.onProgress]
  * @returns {Promise<{execs:number, ms:number, seeds:number, corpus:number, covered:number, outcomes:object, findings:Array<object>}>}
  */
@@ -56,6 +57,7 @@ function runFuzz(o) {
         root: ROOT,
         extraCorpus: o.extraCorpus,
         saveDir: o.saveDir,
+        stopOnFinding: !!o.stopOnFinding,
       },
       resourceLimits: { maxOldGenerationSizeMb: memBudgetMb, maxYoungGenerationSizeMb: 64 },
       stdout: true,

@@ -9,15 +9,15 @@ const path = require('path');
 const { register } = require('./ts-register');
 const { prng, mutate } = require('./mutate');
 
-const { target: name, seed, maxExecs, seconds, maxLen, stateSab, inputSab, memBudgetMb, root, extraCorpus, saveDir } = workerData;
+const { target: name, seed, maxExecs, seconds, maxLen, stateSab, inputSab, memBudgetMb, root, extraCorpus, saveDir, stopOnFinding } = workerData;
 const state = new Int32Array(stateSab);
 const shared = new Uint8Array(inputSab);
 
 // Instrument every reader-side source; each target then takes feedback only from the files its `cover` names.
 const INSTRUMENT = /[\\/]lib[\\/](io|tokenizers|models|layers|dtype-policies|quantizers)[\\/]/;
 const { cov, sites, siteCount } = register((file) => INSTRUMENT.test(file));
-const { TARGETS, CORPUS_DIR, isCleanError } = require(path.join(root, 'test', 'fuzz', 'targets.ts'));
-const T = TARGETS[name];
+const { TARGETS, SELF_TEST_TARGETS, CORPUS_DIR, isCleanError } = require(path.join(root, 'test', 'fuzz', 'targets.ts'));
+const T = TARGETS[name] ?? SELF_TEST_TARGETS[name];
 if (!T) throw new Error(`unknown fuzz target ${name}; known: ${Object.keys(TARGETS).join(', ')}`);
 const allowed = new Int8Array(cov.length); // 0 unknown, 1 counted, -1 ignored
 function isAllowed(i) {
@@ -90,7 +90,7 @@ function loadDir(dir) {
 async function main() {
   const r = prng(seed);
   const corpus = [];
-  const seeds = [...loadDir(path.join(CORPUS_DIR, name)), ...(extraCorpus ? loadDir(extraCorpus) : [])];
+  const seeds = T.seeds ? T.seeds.map((bytes, i) => ({ name: `inline ${i}`, bytes })) : [...loadDir(path.join(CORPUS_DIR, name)), ...(extraCorpus ? loadDir(extraCorpus) : [])];
   if (!seeds.length) throw new Error(`no seed corpus in ${path.join(CORPUS_DIR, name)}`);
   const codes = {};
   let findings = 0;
@@ -125,7 +125,10 @@ async function main() {
         fs.writeFileSync(path.join(saveDir, `cov-${String(added).padStart(5, '0')}.bin`), input);
       }
     }
-    if (!o.ok) report(input, o, 'mutation');
+    if (!o.ok) {
+      report(input, o, 'mutation');
+      if (stopOnFinding) break;
+    }
     if (execs % 2000 === 0) parentPort.postMessage({ type: 'progress', execs, corpus: corpus.length, covered, sites: siteCount() });
   }
   parentPort.postMessage({ type: 'done', execs, ms: Date.now() - t0, seeds: seeds.length, corpus: corpus.length, covered, sites: siteCount(), outcomes: codes, findings });
