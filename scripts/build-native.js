@@ -6,7 +6,7 @@
 //  3. If cmake is not installed (or QK_BUILD_BACKEND=gyp), build the CPU-only fallback with node-gyp.
 //
 // Environment: QK_CUDA, QK_CUDA_ARCHITECTURES (CMake list, ';' or ',' separated, e.g. 89-real; default: the list
-// in cuda/cuda.cmake), QK_BUILD_BACKEND=cmake|gyp, QK_SANITIZE=1 (ASan+UBSan build), QK_BUILD_JOBS.
+// in cuda/cuda.cmake), QK_BUILD_BACKEND=cmake|gyp, QK_SANITIZE=1 (ASan+UBSan build into build-asan/), QK_BUILD_JOBS.
 'use strict';
 const { spawnSync } = require('child_process');
 const path = require('path');
@@ -49,6 +49,10 @@ if (backend === 'cmake') {
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   const cuda = (process.env.QK_CUDA || 'auto').toLowerCase();
   const cmakeArgs = [cmakeJs, 'compile', '--parallel', jobs, `--CDQK_CUDA=${cuda}`];
+  // The sanitizer build goes to its own directory (build-asan/Debug/quantkit.node) so it never replaces the
+  // normal build/Release binary; lib/native/load.ts loads it when QK_ADDON_PATH points at it (npm run test:asan).
+  const sanitize = process.env.QK_SANITIZE === '1';
+  const outDir = sanitize ? 'build-asan' : 'build';
   // The arch list is a CMake cache variable: set it every time (empty = back to the default list), so a
   // developer shortcut (89-real) never silently sticks in a build directory that CI or npm ci reuses.
   const archs = (process.env.QK_CUDA_ARCHITECTURES || '').trim().split(/[;,\s]+/).filter(Boolean).join(';');
@@ -60,12 +64,12 @@ if (backend === 'cmake') {
   // cmake-js passes --CD options only when it configures a fresh build directory (and drops empty values), so an
   // existing cache gets the list (or the empty default) set here first.
   const fs = require('fs');
-  if (fs.existsSync(path.join(root, 'build', 'CMakeCache.txt')) && has('cmake')) {
-    if (!run('cmake', [`-DQK_CUDA_ARCHITECTURES=${archs}`, `-DQK_CUDA=${cuda}`, path.join(root, 'build')])) {
-      log('reconfiguring the existing build directory failed; remove build/ and retry');
+  if (fs.existsSync(path.join(root, outDir, 'CMakeCache.txt')) && has('cmake')) {
+    if (!run('cmake', [`-DQK_CUDA_ARCHITECTURES=${archs}`, `-DQK_CUDA=${cuda}`, path.join(root, outDir)])) {
+      log(`reconfiguring the existing build directory failed; remove ${outDir}/ and retry`);
     }
   }
-  if (process.env.QK_SANITIZE === '1') cmakeArgs.push('--CDQK_SANITIZE=ON', '--debug');
+  if (sanitize) cmakeArgs.push('--CDQK_SANITIZE=ON', '--debug', '--out', 'build-asan');
   ok = run(process.execPath, cmakeArgs);
 } else if (backend === 'gyp') {
   if (process.env.QK_CUDA === 'on') {

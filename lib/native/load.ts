@@ -3,6 +3,8 @@
  * `prebuilds/<platform>-<arch>/` or a local build in `build/Release` (cmake-js or node-gyp).
  * Loading is lazy, so `import 'quantkit'` never fails; the first native call throws {@link NativeLoadError}
  * (with every path tried and how to fix it) if no binary can be loaded.
+ * `QK_ADDON_PATH=<file.node>` loads that binary instead (used by `npm run test:asan` for the sanitizer build in
+ * `build-asan/`, which must never replace `build/Release`).
  * @packageDocumentation
  */
 import * as fs from 'fs';
@@ -37,6 +39,24 @@ export function loadNative(): NativeBinding {
   if (cached) return cached;
   if (cachedError) throw cachedError;
   const root = packageRoot();
+  const override = process.env.QK_ADDON_PATH;
+  if (override) {
+    const file = path.resolve(root, override);
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      cached = require(file) as NativeBinding;
+      return cached;
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      cachedError = new NativeLoadError(
+        `Could not load the quantkit native addon named by QK_ADDON_PATH (${file}). Reason: ${reason}\n` +
+          'To fix: build it (QK_SANITIZE=1 node scripts/build-native.js writes build-asan/Debug/quantkit.node) or unset QK_ADDON_PATH.',
+        [file],
+        { cause: err },
+      );
+      throw cachedError;
+    }
+  }
   const tried = [
     `${path.join(root, 'prebuilds', `${process.platform}-${process.arch}`)} (prebuilt, via node-gyp-build)`,
     `${path.join(root, 'build', 'Release', 'quantkit.node')} (local build)`,

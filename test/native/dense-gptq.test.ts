@@ -318,6 +318,20 @@ describe('runtime packing', () => {
     }
   });
 
+  // Found by the sanitizer build (npm run test:asan): with K = 0 the destination is empty (a null data pointer)
+  // and the reference pack called memset(nullptr, 0, 0), undefined behaviour that UBSan stops on.
+  test('empty shapes (K = 0 or N = 0) pack and unpack to empty arrays on every ISA', async () => {
+    for (const [N, K] of [[5, 0], [0, 4], [0, 0]]) {
+      for (const bits of [2, 3, 4, 8] as const) {
+        for (const isa of ISAS) {
+          const packed = await packGptqRuntime(new Uint8Array(N * K), N, K, bits, null, { isa });
+          expect(packed.length).toBe(K * gptqRuntimeRowBytes(N, bits));
+          expect((await unpackGptqRuntime(packed, N, K, bits, { isa })).length).toBe(N * K);
+        }
+      }
+    }
+  });
+
   test('row bytes: exactly bits/8 per weight, rounded up per row', () => {
     expect(gptqRuntimeRowBytes(4096, 3)).toBe(1536);
     expect(gptqRuntimeRowBytes(4096, 2)).toBe(1024);

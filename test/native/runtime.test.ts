@@ -66,3 +66,36 @@ describe('event loop', () => {
     if (wasRunning) expect(ticksWhileRunning).toBeGreaterThanOrEqual(1);
   });
 });
+
+describe('QK_ADDON_PATH (the sanitizer build of npm run test:asan)', () => {
+  /** loadNative() of a fresh copy of lib/native/load with QK_ADDON_PATH = value: the binding or the error. */
+  const load = (value: string): { caps?: { isasAvailable: string[] }; err?: Error & { code?: string } } => {
+    const saved = process.env.QK_ADDON_PATH;
+    process.env.QK_ADDON_PATH = value;
+    try {
+      let out: { caps?: { isasAvailable: string[] }; err?: Error } = {};
+      jest.isolateModules(() => {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const mod = require('../../lib/native/load') as typeof import('../../lib/native/load');
+        try {
+          out = { caps: mod.loadNative().capabilities() };
+        } catch (err) {
+          out = { err: err as Error };
+        }
+      });
+      return out;
+    } finally {
+      if (saved === undefined) delete process.env.QK_ADDON_PATH;
+      else process.env.QK_ADDON_PATH = saved;
+    }
+  };
+  test('a missing binary is a NativeLoadError naming the variable and the file', () => {
+    const { err } = load('no-such-dir/quantkit.node');
+    expect(err?.code).toBe('QK_NATIVE_LOAD');
+    expect(err?.message).toMatch(/QK_ADDON_PATH \(.*no-such-dir[\\/]quantkit\.node\)/);
+  });
+  test('an existing binary loads (the one this run uses)', () => {
+    const file = process.env.QK_ADDON_PATH ?? path.join(root, 'build', 'Release', 'quantkit.node');
+    expect(load(file).caps?.isasAvailable).toContain('ref');
+  });
+});

@@ -61,7 +61,7 @@ Status dense_gptq(int64_t M, int64_t N, int64_t K, const float* x, const uint8_t
 void gptq_runtime_pack(const uint8_t* q, int64_t N, int64_t K, const int32_t* perm, int bits, uint8_t* dst) {
   const int64_t rb = gptq_runtime_row_bytes(N, bits);
   const int mask = (1 << bits) - 1;
-  if (rb > 0) std::memset(dst, 0, static_cast<std::size_t>(K * rb));
+  if (rb > 0 && K > 0) std::memset(dst, 0, static_cast<std::size_t>(K * rb));  // dst may be null when K = 0
   constexpr int64_t T = 64;
   uint8_t tile[T][T];  // tile[kk][jj] = level of runtime row k0 + kk, column j0 + jj
   for (int64_t j0 = 0; j0 < N; j0 += T) {
