@@ -136,7 +136,7 @@ export function denseWeights(state: QuantState): DenseWeights {
  * The projection forward for a `[M, rows]` input: native fused kernels when the activation quantizer is a plain
  * `AbsMaxQuantizer`, or the generic path (`quantizer.quantize` + int8 GEMM + descale) for custom quantizers.
  */
-export async function projectQuantized(
+export function projectQuantized(
   x2d: Tensor<'float32'>,
   state: QuantState,
   cols: number,
@@ -147,13 +147,25 @@ export async function projectQuantized(
   const grouped = state.mode === 'int4' && state.blockSize !== null;
   const usesActivations = (state.mode === 'int8' || (state.mode === 'int4' && !grouped)) && inputsQuantizer !== null;
   if (!usesActivations || isPlainAbsMax(inputsQuantizer)) {
+    // The native fused kernels: the promise of denseForward is returned as is (not awaited in an async function,
+    // which would add promise hops to every layer call).
     const act = usesActivations
       ? { valueRange: (inputsQuantizer as AbsMaxQuantizer).valueRange as [number, number], epsilon: (inputsQuantizer as AbsMaxQuantizer).epsilon }
       : null;
     const inputScale = state.mode === 'float8' && float8InputScale !== null ? float8InputScale : undefined;
     return denseForward(x2d, denseWeights(state), cols, bias, { activation: act, inputScale });
   }
-  // Generic path for a user-defined activation quantizer (always called with axis -1, as Keras does).
+  return projectGeneric(x2d, state, cols, bias, inputsQuantizer as Quantizer);
+}
+
+/** Generic path for a user-defined activation quantizer (always called with axis -1, as Keras does). */
+async function projectGeneric(
+  x2d: Tensor<'float32'>,
+  state: QuantState,
+  cols: number,
+  bias: Float32Array | null,
+  inputsQuantizer: Quantizer,
+): Promise<Tensor<'float32'>> {
   const M = x2d.shape[0];
   const { quantized: qx, scale: sx } = await (inputsQuantizer as Quantizer).quantize(x2d, { axis: -1 });
   if (sx.size !== M) {

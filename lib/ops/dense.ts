@@ -58,7 +58,8 @@ export async function denseForward(
   const xd = x.data as Float32Array;
   const isa = options.isa;
   const act = options.activation;
-  await callNative(async (n) => {
+  // A plain (non-async) callback: one promise hop less per call; synchronous throws are caught by callNative.
+  await callNative((n) => {
     switch (weights.format) {
       case 'float32':
         return n.denseF32(M, N, K, xd, weights.kernel, bias, y, isa);
