@@ -35,6 +35,7 @@ const LEGACY = [
   { name: 'llama-ops', file: 'llama-ops.js', about: 'Llama float-path kernels (attention, rmsnorm, rope, ...)' },
   { name: 'load', file: 'load.js', about: 'examples/server.js under autocannon: req/s, p50/p99 at 1/8/32 clients, float32 vs int8 vs int4 (= npm run bench:load)' },
   { name: 'cuda', file: 'cuda.js', about: 'CUDA GEMM/GEMV shapes on the device (int8, fp8, GPTQ 4-bit simt/mma); "no device" without one' },
+  { name: 'overhead', file: 'overhead.js', about: 'where a Dense.apply call spends its time over the raw op (JS only, paired)' },
 ];
 
 function ensurePeers() {
