@@ -43,6 +43,26 @@ function sgemmCheck(M: number, N: number, K: number, a: Float32Array, b: Float32
   return null;
 }
 
+/** sgemmCheck for M = 1, with the loops in the cache-friendly order (k outer) for wide B. */
+function gemvCheck(N: number, K: number, a: Float32Array, b: Float32Array, c: Float32Array): string | null {
+  const u = 2 ** -24;
+  const gamma = (K * u) / (1 - K * u);
+  const exact = new Float64Array(N);
+  const mag = new Float64Array(N);
+  for (let k = 0; k < K; k++) {
+    for (let j = 0; j < N; j++) {
+      const p = a[k] * b[k * N + j];
+      exact[j] += p;
+      mag[j] += Math.abs(p);
+    }
+  }
+  for (let j = 0; j < N; j++) {
+    const err = Math.abs(c[j] - exact[j]);
+    if (!(err <= 2 * gamma * mag[j] + 1e-30)) return `C[0,${j}] = ${c[j]}, expected ${exact[j]} (|err| ${err} > ${2 * gamma * mag[j]})`;
+  }
+  return null;
+}
+
 describe.each(FISAS)('fp32 GEMM, isa=%s', (isa) => {
   test('matches the float64 reference within the tolerance table', async () => {
     let seed = 11;
@@ -61,6 +81,20 @@ describe.each(FISAS)('fp32 GEMM, isa=%s', (isa) => {
     const b = randomF32(K * N, 4);
     const c = await matmul(new Tensor('float32', [M, K], a), new Tensor('float32', [K, N], b), { isa });
     expect(sgemmCheck(M, N, K, a, b, c.data)).toBeNull();
+  });
+
+  test('M = 1 (GEMV split over K and N between threads) stays within the bound', async () => {
+    // >= 1 MFLOP (else one thread) and K >= 512: the GEMV is split into K ranges whose partial sums are added at
+    // the end; N past 16384 splits the columns.
+    // (A cheap hash fill rather than the seeded generator: these operands are large and the test must stay fast.)
+    const fill = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => (((i + seed) * 2654435761) % 1999) / 999.5 - 1);
+    let seed = 91;
+    for (const [N, K] of [[61, 8209], [16411, 31]]) {
+      const a = fill(K, seed++);
+      const b = fill(K * N, seed++);
+      const c = await matmul(new Tensor('float32', [1, K], a), new Tensor('float32', [K, N], b), { isa });
+      expect([N, K, gemvCheck(N, K, a, b, c.data)]).toEqual([N, K, null]);
+    }
   });
 
   test('NaN and Inf propagate', async () => {

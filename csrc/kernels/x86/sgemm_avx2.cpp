@@ -1,7 +1,7 @@
 // quantkit — float32 GEMM, AVX2 + FMA variant (see sgemm_common.h for the blocking, packing and threading).
 //
 // Micro-kernel: 6 rows x 16 columns, in sgemm_avx2_kernels.h (shared with dense_float_avx2.cpp).
-// M == 1 (GEMV) streams four rows of B at a time through a column strip of C held in L1.
+// M == 1 (GEMV) streams four rows of B at a time through a column strip of C held in L1/L2.
 #include <immintrin.h>
 
 #include <cmath>
@@ -23,9 +23,10 @@ struct Policy : SgemmTile {
   }
 
   // c[0..n) = sum_k a[k] * B[k][0..n), B row k at b + k * ldb. Each element is one FMA chain in ascending k.
-  // Column strips of up to 1024 floats of C stay in L1 while rows of B stream through four at a time.
+  // Column strips of up to 16384 floats of C (<= 64 KB, L1/L2) while rows of B stream through four at a time
+  // (the driver's tasks are at most that wide, so a task reads whole rows: one contiguous stream).
   static void gemv(int64_t K, const float* a, const float* b, int64_t ldb, float* c, int64_t n) {
-    constexpr int64_t kStrip = 1024;
+    constexpr int64_t kStrip = 16384;
     for (int64_t j0 = 0; j0 < n; j0 += kStrip) {
       const int64_t w = std::min(kStrip, n - j0);
       const int64_t wv = w & ~int64_t{7};

@@ -1,7 +1,7 @@
 // quantkit — float32 GEMM, AVX-512 variant (see sgemm_common.h for the blocking, packing and threading).
 //
 // Micro-kernel: 14 rows x 32 columns, in sgemm_avx512_kernels.h (shared with dense_float_avx512.cpp).
-// M == 1 (GEMV) streams four rows of B at a time through a column strip of C held in L1.
+// M == 1 (GEMV) streams four rows of B at a time through a column strip of C held in L1/L2.
 #include <immintrin.h>
 
 #include "qk/kernels.h"
@@ -21,10 +21,11 @@ struct Policy : SgemmTile {
   }
 
   // c[0..n) = sum_k a[k] * B[k][0..n), B row k at b + k * ldb. Each element is one FMA chain in ascending k.
-  // Columns are processed in strips of up to 1024 (4 KB of C, stays in L1); rows of B stream through four at a
-  // time, so each pass reads four long contiguous runs (good for the hardware prefetcher).
+  // Columns are processed in strips of up to 16384 (<= 64 KB of C, in L1/L2; the driver's tasks are at most that
+  // wide, so a task reads whole rows: rows k..k+3 are four consecutive runs and the next four follow them, one
+  // contiguous stream for the hardware prefetcher).
   static void gemv(int64_t K, const float* a, const float* b, int64_t ldb, float* c, int64_t n) {
-    constexpr int64_t kStrip = 1024;
+    constexpr int64_t kStrip = 16384;
     for (int64_t j0 = 0; j0 < n; j0 += kStrip) {
       const int64_t w = std::min(kStrip, n - j0);
       const int64_t wv = w & ~int64_t{15};

@@ -34,7 +34,8 @@
 // Small M (a few tokens) is bound by streaming B from memory; it uses the same path. (Reading B in place
 // with software prefetch instead of packing it was measured about 2x slower here: 16 KB-strided 128-byte
 // row segments defeat the hardware prefetchers and the TLB, while packing reads long contiguous row runs.)
-// M == 1 has its own GEMV routine (P::gemv), which streams rows of B without packing.
+// M == 1 has its own GEMV routine (P::gemv), which streams rows of B without packing; gemv_split_k (below) splits
+// it over K so that each task reads one contiguous run of B.
 #ifndef QK_KERNELS_X86_SGEMM_COMMON_H_
 #define QK_KERNELS_X86_SGEMM_COMMON_H_
 
@@ -294,6 +295,53 @@ void run_tasks(ThreadPool* pool, int threads, int64_t n, const Fn& fn) {
   }
 }
 
+// M == 1 (decode GEMV, memory bound). B is read exactly once, so what matters is how it is read: a task owns a
+// range of K (whole rows) and a column range of at most kGemvCols columns, so that when N <= kGemvCols its read of
+// B is ONE contiguous run of memory (rows k0..k1-1 back to back), which the hardware prefetchers follow at full
+// speed (splitting N instead makes every task read short row segments 4 * N bytes apart: one new page per row,
+// and the prefetchers restart at every page). Each task writes its own partial sums (the task with the first K
+// range writes C directly); the partials are then added to C in task order, so the result does not depend on
+// which thread ran which task.
+constexpr int64_t kGemvCols = 16384;    // columns per task (<= 64 KiB of partial sums, L1/L2)
+constexpr int64_t kGemvMinRows = 256;   // rows per task at least (the reduction reads tasks x N floats)
+
+template <class P>
+Status gemv_split_k(int64_t N, int64_t K, const float* A, const float* B, int64_t ldb, float* C, ThreadPool* pool,
+                    int threads) {
+  const int64_t n_chunks = ceil_div(N, kGemvCols);
+  const int64_t n_step = round_up(ceil_div(N, n_chunks), 16);
+  int64_t k_chunks = 1;
+  if (threads > 1) {
+    k_chunks = ceil_div(int64_t{4} * threads, n_chunks);
+    k_chunks = std::max<int64_t>(1, std::min(k_chunks, K / kGemvMinRows));
+  }
+  const int64_t k_step = ceil_div(K, k_chunks);
+  k_chunks = ceil_div(K, k_step);
+  // The partial sums live in the calling thread's scratch (kept between calls: no allocation, no page faults
+  // per call). The GEMV tasks never use thread scratch themselves, so the caller taking part in them is safe.
+  // Size: (k_chunks - 1) * N <= 4 * threads * kGemvCols floats (512 KiB with 2 threads) whatever N.
+  float* part = nullptr;
+  if (k_chunks > 1) {
+    part = thread_scratch(static_cast<std::size_t>((k_chunks - 1) * N));
+    if (part == nullptr) return QK_STATUS_OUT_OF_MEMORY;
+  }
+  run_tasks(pool, threads, n_chunks * k_chunks, [&](int64_t t) {
+    const int64_t kc = t / n_chunks, nc = t % n_chunks;
+    const int64_t j0 = nc * n_step, j1 = std::min(N, j0 + n_step);
+    const int64_t k0 = kc * k_step, k1 = std::min(K, k0 + k_step);
+    if (j0 >= j1) return;
+    float* dst = kc == 0 ? C + j0 : part + (kc - 1) * N + j0;
+    P::gemv(k1 - k0, A + k0, B + k0 * ldb + j0, ldb, dst, j1 - j0);
+  });
+  if (part != nullptr) {
+    for (int64_t kc = 1; kc < k_chunks; ++kc) {
+      const float* src = part + (kc - 1) * N;
+      for (int64_t j = 0; j < N; ++j) C[j] += src[j];
+    }
+  }
+  return kOk;
+}
+
 template <class P>
 Status sgemm_driver(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                     float* C, int64_t ldc, ThreadPool* pool) {
@@ -308,18 +356,8 @@ Status sgemm_driver(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   if (flops < 1.0e6) threads = 1;
 
-  if (M == 1) {
-    // GEMV: B is used once per element, so no packing; stream B rows, split the columns among threads.
-    int64_t chunk = N;
-    if (threads > 1) chunk = std::max<int64_t>(256, round_up(ceil_div(N, 4 * int64_t{threads}), 64));
-    const int64_t tasks = ceil_div(N, chunk);
-    run_tasks(pool, threads, tasks, [&](int64_t t) {
-      const int64_t j0 = t * chunk;
-      const int64_t j1 = std::min(N, j0 + chunk);
-      P::gemv(K, A, B + j0, ldb, C + j0, j1 - j0);
-    });
-    return kOk;
-  }
+  // GEMV: B is used once per element, so no packing (see gemv_split_k).
+  if (M == 1) return gemv_split_k<P>(N, K, A, B, ldb, C, pool, threads);
 
   const int64_t kc_block = k_block_size<P>(K);
   const GemmArgs g{M, N, K, A, lda, B, ldb, C, ldc};
