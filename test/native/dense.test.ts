@@ -150,6 +150,27 @@ describe.each(ISAS)('quantized Dense == reference on dequantized weights, isa=%s
     }
   });
 
+  test('int8 W8A8 decode (M = 1): bit-exact when the GEMV is split over K and N', async () => {
+    // K = 4099: several K ranges (and a partial 4-row group); N = 16421 > 16384: two column chunks.
+    const fill = (n: number, seed: number) => Int8Array.from({ length: n }, (_, i) => (((i + seed) * 2654435761) % 255) - 127);
+    for (const [K, N] of [[4099, 33], [130, 16421]]) {
+      const w = fill(K * N, K);
+      const ks = Float32Array.from({ length: N }, (_, j) => 50 + (j % 7));
+      const bias = randomF32(N, N, 0.5);
+      const x = new Tensor('float32', [1, K], randomF32(K, K + 3, 2));
+      const got = await denseForward(x, { format: 'int8', kernel: w, scale: ks }, N, bias, { activation: { valueRange: [-127, 127], epsilon: 1e-7 }, isa });
+      const { q, scale } = absmaxQuantizeRef(x.data as Float32Array, 1, K, 1);
+      const acc = new Int32Array(N);
+      for (let k = 0; k < K; k++) for (let j = 0; j < N; j++) acc[j] += q[k] * w[k * N + j];
+      let bad = -1;
+      for (let j = 0; j < N && bad < 0; j++) {
+        const want = Math.fround(Math.fround(acc[j] / Math.fround(ks[j] * scale[0])) + bias[j]);
+        if (!Object.is(got.data[j], want)) bad = j;
+      }
+      expect([K, N, bad]).toEqual([K, N, -1]);
+    }
+  });
+
   test.each([
     ['int8 weight-only', 'int8', null],
     ['int4 per-channel weight-only', 'int4', null],
