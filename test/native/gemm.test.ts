@@ -43,22 +43,25 @@ function sgemmCheck(M: number, N: number, K: number, a: Float32Array, b: Float32
   return null;
 }
 
-/** sgemmCheck for M = 1, with the loops in the cache-friendly order (k outer) for wide B. */
-function gemvCheck(N: number, K: number, a: Float32Array, b: Float32Array, c: Float32Array): string | null {
+/** sgemmCheck with the loops in the cache-friendly order (k outer) for wide B. */
+function rowsCheck(M: number, N: number, K: number, a: Float32Array, b: Float32Array, c: Float32Array): string | null {
   const u = 2 ** -24;
   const gamma = (K * u) / (1 - K * u);
-  const exact = new Float64Array(N);
-  const mag = new Float64Array(N);
-  for (let k = 0; k < K; k++) {
-    for (let j = 0; j < N; j++) {
-      const p = a[k] * b[k * N + j];
-      exact[j] += p;
-      mag[j] += Math.abs(p);
+  for (let i = 0; i < M; i++) {
+    const exact = new Float64Array(N);
+    const mag = new Float64Array(N);
+    for (let k = 0; k < K; k++) {
+      const x = a[i * K + k];
+      for (let j = 0; j < N; j++) {
+        const p = x * b[k * N + j];
+        exact[j] += p;
+        mag[j] += Math.abs(p);
+      }
     }
-  }
-  for (let j = 0; j < N; j++) {
-    const err = Math.abs(c[j] - exact[j]);
-    if (!(err <= 2 * gamma * mag[j] + 1e-30)) return `C[0,${j}] = ${c[j]}, expected ${exact[j]} (|err| ${err} > ${2 * gamma * mag[j]})`;
+    for (let j = 0; j < N; j++) {
+      const err = Math.abs(c[i * N + j] - exact[j]);
+      if (!(err <= 2 * gamma * mag[j] + 1e-30)) return `C[${i},${j}] = ${c[i * N + j]}, expected ${exact[j]} (|err| ${err} > ${2 * gamma * mag[j]})`;
+    }
   }
   return null;
 }
@@ -93,7 +96,20 @@ describe.each(FISAS)('fp32 GEMM, isa=%s', (isa) => {
       const a = fill(K, seed++);
       const b = fill(K * N, seed++);
       const c = await matmul(new Tensor('float32', [1, K], a), new Tensor('float32', [K, N], b), { isa });
-      expect([N, K, gemvCheck(N, K, a, b, c.data)]).toEqual([N, K, null]);
+      expect([N, K, rowsCheck(1, N, K, a, b, c.data)]).toEqual([N, K, null]);
+    }
+  });
+
+  test('small M (B read in place, split over K and N between threads) stays within the bound', async () => {
+    // M <= 16 reads B in place: K ranges with partial sums (K >= 512, >= 1 MFLOP), a partial last column panel,
+    // and N past 16384 (two column chunks).
+    const fill = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => (((i + seed) * 2654435761) % 1999) / 999.5 - 1);
+    let seed = 7;
+    for (const [M, N, K] of [[9, 61, 1031], [5, 16411, 31], [2, 300, 2053]]) {
+      const a = fill(M * K, seed++);
+      const b = fill(K * N, seed++);
+      const c = await matmul(new Tensor('float32', [M, K], a), new Tensor('float32', [K, N], b), { isa });
+      expect([M, N, K, rowsCheck(M, N, K, a, b, c.data)]).toEqual([M, N, K, null]);
     }
   });
 

@@ -35,8 +35,11 @@ struct SgemmTile {
   static constexpr int64_t NT_MAX = 512;  // packed B block <= 384 x 512 floats = 768 KB
 
   // C[R x NR] (+)= A[R x kc] * B[kc x NR] (see KernelFn in sgemm_common.h).
-  template <int R>
-  static void kernel_rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+  // kPacked: b is a packed panel (kc rows of NR floats, 64-byte aligned, row stride NR); otherwise b points into
+  // a row-major B in place (row stride ldb, unaligned; the small-M path of sgemm_common.h).
+  template <int R, bool kPacked>
+  static inline __attribute__((always_inline)) void kernel_any(int64_t kc, const float* a, const float* b, int64_t ldb,
+                                                                float* c, int64_t ldc, bool accumulate) {
     __m256 c0[R], c1[R];
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
@@ -49,8 +52,8 @@ struct SgemmTile {
       }
     }
     for (int64_t k = 0; k < kc; ++k) {
-      const __m256 b0 = _mm256_load_ps(b);
-      const __m256 b1 = _mm256_load_ps(b + 8);
+      const __m256 b0 = kPacked ? _mm256_load_ps(b) : _mm256_loadu_ps(b);
+      const __m256 b1 = kPacked ? _mm256_load_ps(b + 8) : _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6
       for (int r = 0; r < R; ++r) {
         const __m256 av = _mm256_broadcast_ss(a + r * AS);
@@ -58,7 +61,7 @@ struct SgemmTile {
         c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
       }
       a += 1;
-      b += NR;
+      b += kPacked ? NR : ldb;
     }
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
@@ -67,9 +70,23 @@ struct SgemmTile {
     }
   }
 
+  template <int R>
+  static void kernel_rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+    kernel_any<R, true>(kc, a, b, NR, c, ldc, accumulate);
+  }
+  template <int R>
+  static void kernel_rows_ld(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                             bool accumulate) {
+    kernel_any<R, false>(kc, a, b, ldb, c, ldc, accumulate);
+  }
+
   static sgemm_common::KernelFn kernel(int rows) {
     static constexpr sgemm_common::KernelFn table[MR] = {kernel_rows<1>, kernel_rows<2>, kernel_rows<3>,
                                                          kernel_rows<4>, kernel_rows<5>, kernel_rows<6>};
+    return table[rows - 1];
+  }
+  static sgemm_common::KernelLdFn kernel_ld(int rows) {
+    static constexpr sgemm_common::KernelLdFn table[MR] = {kernel_rows_ld<1>, kernel_rows_ld<2>, kernel_rows_ld<3>, kernel_rows_ld<4>, kernel_rows_ld<5>, kernel_rows_ld<6>};
     return table[rows - 1];
   }
 };

@@ -36,8 +36,11 @@ struct SgemmTile {
   static constexpr int64_t NT_MAX = 512;  // packed B block <= 384 x 512 floats = 768 KB (L2 is 2 MB)
 
   // C[R x NR] (+)= A[R x kc] * B[kc x NR] (see KernelFn in sgemm_common.h).
-  template <int R>
-  static void kernel_rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+  // kPacked: b is a packed panel (kc rows of NR floats, 64-byte aligned, row stride NR); otherwise b points into
+  // a row-major B in place (row stride ldb, unaligned; the small-M path of sgemm_common.h).
+  template <int R, bool kPacked>
+  static inline __attribute__((always_inline)) void kernel_any(int64_t kc, const float* a, const float* b, int64_t ldb,
+                                                                float* c, int64_t ldc, bool accumulate) {
     __m512 c0[R], c1[R];
 #pragma GCC unroll 14
     for (int r = 0; r < R; ++r) {
@@ -50,8 +53,8 @@ struct SgemmTile {
       }
     }
     for (int64_t k = 0; k < kc; ++k) {
-      const __m512 b0 = _mm512_load_ps(b);
-      const __m512 b1 = _mm512_load_ps(b + 16);
+      const __m512 b0 = kPacked ? _mm512_load_ps(b) : _mm512_loadu_ps(b);
+      const __m512 b1 = kPacked ? _mm512_load_ps(b + 16) : _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 14
       for (int r = 0; r < R; ++r) {
         const __m512 av = _mm512_set1_ps(a[r * AS]);
@@ -59,7 +62,7 @@ struct SgemmTile {
         c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
       }
       a += 1;
-      b += NR;
+      b += kPacked ? NR : ldb;
     }
 #pragma GCC unroll 14
     for (int r = 0; r < R; ++r) {
@@ -68,11 +71,25 @@ struct SgemmTile {
     }
   }
 
+  template <int R>
+  static void kernel_rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+    kernel_any<R, true>(kc, a, b, NR, c, ldc, accumulate);
+  }
+  template <int R>
+  static void kernel_rows_ld(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                             bool accumulate) {
+    kernel_any<R, false>(kc, a, b, ldb, c, ldc, accumulate);
+  }
+
   static sgemm_common::KernelFn kernel(int rows) {
     static constexpr sgemm_common::KernelFn table[MR] = {
         kernel_rows<1>,  kernel_rows<2>,  kernel_rows<3>,  kernel_rows<4>,  kernel_rows<5>,
         kernel_rows<6>,  kernel_rows<7>,  kernel_rows<8>,  kernel_rows<9>,  kernel_rows<10>,
         kernel_rows<11>, kernel_rows<12>, kernel_rows<13>, kernel_rows<14>};
+    return table[rows - 1];
+  }
+  static sgemm_common::KernelLdFn kernel_ld(int rows) {
+    static constexpr sgemm_common::KernelLdFn table[MR] = {kernel_rows_ld<1>, kernel_rows_ld<2>, kernel_rows_ld<3>, kernel_rows_ld<4>, kernel_rows_ld<5>, kernel_rows_ld<6>, kernel_rows_ld<7>, kernel_rows_ld<8>, kernel_rows_ld<9>, kernel_rows_ld<10>, kernel_rows_ld<11>, kernel_rows_ld<12>, kernel_rows_ld<13>, kernel_rows_ld<14>};
     return table[rows - 1];
   }
 };

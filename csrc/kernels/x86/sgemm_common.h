@@ -31,9 +31,10 @@
 //   rounding of the fused operations). Columns past N in the last panel are computed into a staging tile
 //   and only the valid ones are copied out, so kernels never need masks and never touch memory past C.
 //
-// Small M (a few tokens) is bound by streaming B from memory; it uses the same path. (Reading B in place
-// with software prefetch instead of packing it was measured about 2x slower here: 16 KB-strided 128-byte
-// row segments defeat the hardware prefetchers and the TLB, while packing reads long contiguous row runs.)
+// Small M (a few tokens) is bound by streaming B from memory; M <= kSmallM has its own path (small_m_gemm): it
+// reads B in place but, unlike the blocked path would, as one contiguous run per task (a K range of whole rows,
+// walked in L2-sized k-blocks), so the prefetchers follow it. (Reading B in place column panel by column panel
+// was measured about 2x slower: 16 KB-strided 128-byte row segments defeat the hardware prefetchers and the TLB.)
 // M == 1 has its own GEMV routine (P::gemv), which streams rows of B without packing; gemv_split_k (below) splits
 // it over K so that each task reads one contiguous run of B.
 #ifndef QK_KERNELS_X86_SGEMM_COMMON_H_
@@ -58,6 +59,9 @@ namespace {
 //   b: packed panel, kc rows of NR floats, 64-byte aligned;
 //   c: row r at c + r * ldc (unaligned allowed); accumulate: false -> start from 0, true -> start from C.
 using KernelFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate);
+// The same micro-kernel reading B in place: row k of the NR-wide panel at b + k * ldb (unaligned).
+using KernelLdFn = void (*)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                            bool accumulate);
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -342,6 +346,92 @@ Status gemv_split_k(int64_t N, int64_t K, const float* A, const float* B, int64_
   return kOk;
 }
 
+// Small M (2 <= M <= kSmallM: a few tokens). Each weight is used M times only, so the call is bound by reading B
+// once from memory, and the blocked path's packing (B read as 2 KiB row segments of many pages, copied, read
+// again) costs more than the arithmetic. Here B is not packed: like the GEMV, a task owns a range of K (and of at
+// most kGemvCols columns), so its read of B is one contiguous run; it walks that run in k-blocks of ~512 KiB
+// (which stay in L2 while every MR-row panel of A and every NR-column panel passes over them) and runs the
+// micro-kernel on B in place (P::kernel_ld; the last, partial column panel is packed zero-padded and goes
+// through the staging tile, so nothing past column N is read). Partial sums of the K ranges after the first
+// are added to C in task order (deterministic).
+// Up to this M the small-M path wins (measured at 4096 x 4096 / 4096 x 11008 / 11008 x 4096, main vs this path
+// alternated in one process: M = 4 0.55x the time, M = 16 0.67-0.86x; at M = 28 it was no faster, 1.05x).
+constexpr int64_t kSmallM = 16;
+
+template <class P>
+Status small_m_gemm(const GemmArgs& g, ThreadPool* pool, int threads) {
+  constexpr int64_t MR = P::MR, NR = P::NR, AS = P::AS;
+  const int64_t M = g.M, N = g.N, K = g.K;
+  const int64_t n_chunks = ceil_div(N, kGemvCols);
+  const int64_t n_step = round_up(ceil_div(N, n_chunks), NR);
+  int64_t k_chunks = 1;
+  if (threads > 1) {
+    k_chunks = ceil_div(int64_t{2} * threads, n_chunks);
+    k_chunks = std::max<int64_t>(1, std::min(k_chunks, K / kGemvMinRows));
+  }
+  const int64_t k_step = ceil_div(K, k_chunks);
+  k_chunks = ceil_div(K, k_step);
+  const int64_t kb = std::max<int64_t>(8, std::min<int64_t>(P::KC, ((int64_t{1} << 17) / n_step) / 8 * 8));
+  static_assert(P::KC <= AS, "the A micro-panel holds a whole k-block");
+  float* part = nullptr;
+  const std::size_t part_floats = static_cast<std::size_t>((k_chunks - 1) * M * N);
+  if (part_floats > 0) {
+    part = static_cast<float*>(::operator new[](part_floats * sizeof(float), std::align_val_t(kScratchAlign),
+                                                std::nothrow));
+    if (part == nullptr) return QK_STATUS_OUT_OF_MEMORY;
+  }
+  std::atomic<bool> out_of_memory{false};
+  run_tasks(pool, threads, n_chunks * k_chunks, [&](int64_t t) {
+    float* scratch = thread_scratch(scratch_floats<P>());
+    if (scratch == nullptr) {
+      out_of_memory.store(true, std::memory_order_relaxed);
+      return;
+    }
+    const TileBuffers buf = tile_buffers<P>(scratch);
+    const int64_t kc = t / n_chunks, nc = t % n_chunks;
+    const int64_t j0 = nc * n_step, j1 = std::min(N, j0 + n_step);
+    const int64_t k0 = kc * k_step, k1 = std::min(K, k0 + k_step);
+    if (j0 >= j1) return;
+    float* const ct0 = kc == 0 ? g.C + j0 : part + (kc - 1) * M * N + j0;
+    const int64_t ldct = kc == 0 ? g.ldc : N;
+    const int64_t width = j1 - j0, full = width / NR * NR, rem = width - full;
+    for (int64_t p0 = k0; p0 < k1; p0 += kb) {
+      const int64_t kcur = std::min(kb, k1 - p0);
+      const bool accumulate = p0 > k0;
+      const float* const bblk = g.B + p0 * g.ldb + j0;
+      if (rem > 0) {  // the partial last panel, packed and zero-padded
+        for (int64_t k = 0; k < kcur; ++k) {
+          std::memcpy(buf.bp + k * NR, bblk + k * g.ldb + full, static_cast<std::size_t>(rem) * sizeof(float));
+          std::memset(buf.bp + k * NR + rem, 0, static_cast<std::size_t>(NR - rem) * sizeof(float));
+        }
+      }
+      for (int64_t i0 = 0; i0 < M; i0 += MR) {
+        const int rows = static_cast<int>(std::min(MR, M - i0));
+        for (int r = 0; r < rows; ++r) {
+          std::memcpy(buf.ap + r * AS, g.A + (i0 + r) * g.lda + p0, static_cast<std::size_t>(kcur) * sizeof(float));
+        }
+        const KernelLdFn kl = P::kernel_ld(rows);
+        float* const crow = ct0 + i0 * ldct;
+        for (int64_t j = 0; j < full; j += NR) kl(kcur, buf.ap, bblk + j, g.ldb, crow + j, ldct, accumulate);
+        if (rem > 0) run_panel<P>(P::kernel(rows), rows, rem, kcur, buf.ap, buf.bp, crow + full, ldct, accumulate, buf.ct);
+      }
+    }
+  });
+  if (part != nullptr) {
+    if (!out_of_memory.load()) {
+      for (int64_t kc = 1; kc < k_chunks; ++kc) {
+        for (int64_t i = 0; i < M; ++i) {
+          const float* src = part + (kc - 1) * M * N + i * N;
+          float* dst = g.C + i * g.ldc;
+          for (int64_t j = 0; j < N; ++j) dst[j] += src[j];
+        }
+      }
+    }
+    ::operator delete[](part, std::align_val_t(kScratchAlign));
+  }
+  return out_of_memory.load() ? QK_STATUS_OUT_OF_MEMORY : kOk;
+}
+
 template <class P>
 Status sgemm_driver(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                     float* C, int64_t ldc, ThreadPool* pool) {
@@ -361,6 +451,7 @@ Status sgemm_driver(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
 
   const int64_t kc_block = k_block_size<P>(K);
   const GemmArgs g{M, N, K, A, lda, B, ldb, C, ldc};
+  if (M <= kSmallM) return small_m_gemm<P>(g, pool, threads);
   std::atomic<bool> out_of_memory{false};
 
   // Task rectangles (see split_tasks), handed out dynamically.
