@@ -309,18 +309,30 @@ void run_tasks(ThreadPool* pool, int threads, int64_t n, const Fn& fn) {
 constexpr int64_t kGemvCols = 16384;    // columns per task (<= 64 KiB of partial sums, L1/L2)
 constexpr int64_t kGemvMinRows = 256;   // rows per task at least (the reduction reads tasks x N floats)
 
+// The task grid of the K-split paths: n_chunks column ranges of n_step columns (a multiple of align, at most
+// ~kGemvCols) times k_chunks ranges of k_step rows (about per_thread tasks per thread, >= kGemvMinRows rows each).
+struct KSplit {
+  int64_t n_chunks, n_step, k_chunks, k_step;
+};
+inline KSplit k_split(int64_t N, int64_t K, int threads, int64_t per_thread, int64_t align) {
+  KSplit s;
+  s.n_chunks = ceil_div(N, kGemvCols);
+  s.n_step = round_up(ceil_div(N, s.n_chunks), align);
+  int64_t k_chunks = 1;
+  if (threads > 1) {
+    k_chunks = ceil_div(per_thread * threads, s.n_chunks);
+    k_chunks = std::max<int64_t>(1, std::min(k_chunks, K / kGemvMinRows));
+  }
+  s.k_step = ceil_div(K, k_chunks);
+  s.k_chunks = ceil_div(K, s.k_step);
+  return s;
+}
+
 template <class P>
 Status gemv_split_k(int64_t N, int64_t K, const float* A, const float* B, int64_t ldb, float* C, ThreadPool* pool,
                     int threads) {
-  const int64_t n_chunks = ceil_div(N, kGemvCols);
-  const int64_t n_step = round_up(ceil_div(N, n_chunks), 16);
-  int64_t k_chunks = 1;
-  if (threads > 1) {
-    k_chunks = ceil_div(int64_t{4} * threads, n_chunks);
-    k_chunks = std::max<int64_t>(1, std::min(k_chunks, K / kGemvMinRows));
-  }
-  const int64_t k_step = ceil_div(K, k_chunks);
-  k_chunks = ceil_div(K, k_step);
+  const KSplit ks = k_split(N, K, threads, 4, 16);
+  const int64_t n_chunks = ks.n_chunks, n_step = ks.n_step, k_chunks = ks.k_chunks, k_step = ks.k_step;
   // The partial sums live in the calling thread's scratch (kept between calls: no allocation, no page faults
   // per call). The GEMV tasks never use thread scratch themselves, so the caller taking part in them is safe.
   // Size: (k_chunks - 1) * N <= 4 * threads * kGemvCols floats (512 KiB with 2 threads) whatever N.
@@ -362,15 +374,8 @@ template <class P>
 Status small_m_gemm(const GemmArgs& g, ThreadPool* pool, int threads) {
   constexpr int64_t MR = P::MR, NR = P::NR, AS = P::AS;
   const int64_t M = g.M, N = g.N, K = g.K;
-  const int64_t n_chunks = ceil_div(N, kGemvCols);
-  const int64_t n_step = round_up(ceil_div(N, n_chunks), NR);
-  int64_t k_chunks = 1;
-  if (threads > 1) {
-    k_chunks = ceil_div(int64_t{2} * threads, n_chunks);
-    k_chunks = std::max<int64_t>(1, std::min(k_chunks, K / kGemvMinRows));
-  }
-  const int64_t k_step = ceil_div(K, k_chunks);
-  k_chunks = ceil_div(K, k_step);
+  const KSplit ks = k_split(N, K, threads, 2, NR);
+  const int64_t n_chunks = ks.n_chunks, n_step = ks.n_step, k_chunks = ks.k_chunks, k_step = ks.k_step;
   const int64_t kb = std::max<int64_t>(8, std::min<int64_t>(P::KC, ((int64_t{1} << 17) / n_step) / 8 * 8));
   static_assert(P::KC <= AS, "the A micro-panel holds a whole k-block");
   float* part = nullptr;
