@@ -1,5 +1,5 @@
 // The short CI pass of the coverage-guided reader fuzzer (test/fuzz/engine): every file reader, a fixed seed and
-// a fixed budget (QK_FUZZ_SECONDS, default 3 s of mutations each, after its seed corpus). Fails on any finding:
+// a fixed budget (QK_FUZZ_SECONDS, default 2 s of mutations each, after its seed corpus). Fails on any finding:
 // an exception other than a QkError, a hang, or a memory blow-up. Long runs: `npm run fuzz -- --reader gguf
 // --seconds 600`. Also replays every committed crash input (test/fuzz/regressions/<target>/).
 import * as fs from 'fs';
@@ -9,7 +9,7 @@ import { terminateHdf5Worker } from '../../lib/io/hdf5';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { runFuzz } = require('./engine') as typeof import('./engine');
 
-const SECONDS = Number(process.env.QK_FUZZ_SECONDS ?? 3);
+const SECONDS = Number(process.env.QK_FUZZ_SECONDS ?? 2);
 const names = Object.keys(TARGETS);
 
 afterAll(() => terminateHdf5Worker());
