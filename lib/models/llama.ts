@@ -93,7 +93,7 @@ export class LlamaKVCache {
 export interface LlamaBlockCallOptions {
   /**
    * Cache of this layer (generation); without it the block attends within its input (positions 0..T-1). One
-   * cache holds rows `[batch, kvHeads, maxSeq, headDim]` (see `cacheRows`); an array gives each input row its own
+   * cache holds rows `[batch, kvHeads, maxSeq, headDim]` (input row b uses row b); an array gives each input row its own
    * single-sequence cache (`[kvHeads, maxSeq, headDim]`), so independent sequences can run as one batch.
    */
   cache?: LlamaLayerCache | LlamaLayerCache[] | null;
@@ -104,8 +104,6 @@ export interface LlamaBlockCallOptions {
    * (batched decoding of sequences of different lengths).
    */
   startPos?: number | ArrayLike<number>;
-  /** The cache row of each input row (default: row b uses cache row b). With `cache`. */
-  cacheRows?: ArrayLike<number>;
 }
 
 /** Options of {@link LlamaDecoderBlock}. */
@@ -236,9 +234,8 @@ export class LlamaDecoderBlock extends CompositeLayer {
     const cache = options.cache ?? null;
     const maxSeq = cache ? (options.maxSeq ?? 0) : T;
     const seqCache = KV * maxSeq * hd;
-    // per input row: its first absolute position and its cache row
+    // per input row: its first absolute position (and its cache: row b of a batched cache, or caches[b])
     const starts = new Int32Array(B);
-    const rows = new Int32Array(B);
     const sp = cache ? (options.startPos ?? 0) : 0;
     const caches = Array.isArray(cache) ? cache : null;
     if (caches && (caches.length !== B || caches.some((c) => !c || c.k.length !== seqCache || c.v.length !== seqCache))) {
@@ -248,22 +245,15 @@ export class LlamaDecoderBlock extends CompositeLayer {
     if (typeof sp !== 'number' && (sp === null || typeof sp !== 'object' || sp.length !== B)) {
       throw new InvalidArgumentError(`Expected a number or ${B} numbers (one per row) for startPos of layer '${this.name}' but received ${describe(sp)}`);
     }
-    const cr = cache ? (options.cacheRows ?? null) : null;
-    if (caches && cr !== null) throw new InvalidArgumentError(`Expected no cacheRows with one cache per row for cacheRows of layer '${this.name}' but received ${describe(cr)}`);
-    if (cr !== null && (typeof cr !== 'object' || cr.length !== B)) {
-      throw new InvalidArgumentError(`Expected ${B} cache rows (one per input row) for cacheRows of layer '${this.name}' but received ${describe(cr)}`);
+    if (cacheBatch < B) {
+      throw new InvalidArgumentError(`Expected a KV cache with room for ${B} sequences for cache of layer '${this.name}' but it holds ${cacheBatch}`);
     }
     for (let b = 0; b < B; b++) {
       const s0 = typeof sp === 'number' ? sp : sp[b];
-      const r = cr ? cr[b] : b;
       if (!Number.isSafeInteger(s0) || s0 < 0 || s0 + T > maxSeq) {
         throw new InvalidArgumentError(`Expected ${T} new tokens to fit the KV cache (${s0} cached, capacity ${maxSeq}) for layer '${this.name}'`);
       }
-      if (!Number.isSafeInteger(r) || r < 0 || r >= cacheBatch) {
-        throw new InvalidArgumentError(`Expected cache rows in [0, ${cacheBatch}) for layer '${this.name}' but received ${describe(r)}`);
-      }
       starts[b] = s0;
-      rows[b] = r;
     }
     const D = this.hidden;
     const eps = this.layerNormEpsilon;
@@ -281,9 +271,8 @@ export class LlamaDecoderBlock extends CompositeLayer {
     const vc = caches ? null : cache ? (cache as LlamaLayerCache).v : new Float32Array(B * seqCache);
     const att = new Float32Array(B * T * H * hd);
     for (let b = 0; b < B; b++) {
-      const r = rows[b];
-      const rowK = caches ? caches[b].k : (kc as Float32Array).subarray(r * seqCache, (r + 1) * seqCache);
-      const rowV = caches ? caches[b].v : (vc as Float32Array).subarray(r * seqCache, (r + 1) * seqCache);
+      const rowK = caches ? caches[b].k : (kc as Float32Array).subarray(b * seqCache, (b + 1) * seqCache);
+      const rowV = caches ? caches[b].v : (vc as Float32Array).subarray(b * seqCache, (b + 1) * seqCache);
       const view = { k: rowK, v: rowV, kvHeads: KV, maxSeq, headDim: hd };
       await kvCacheWrite(view, k.subarray(b * T * KV * hd, (b + 1) * T * KV * hd), v.subarray(b * T * KV * hd, (b + 1) * T * KV * hd), starts[b]);
       await attentionDecode(q.subarray(b * T * H * hd, (b + 1) * T * H * hd), view, { heads: H, startPos: starts[b], out: att.subarray(b * T * H * hd, (b + 1) * T * H * hd) });
@@ -484,27 +473,17 @@ export class LlamaCausalLM extends Model {
    */
   async forwardWithCache(ids: Tensor, cache: LlamaKVCache): Promise<Float32Array> {
     if (!this.gate.holds()) return this.gate.read('forwardWithCache()', () => this.forwardWithCache(ids, cache));
-    const T = ids.shape[1];
+    this.checkIds(ids);
+    const [B, T] = ids.shape;
     if (cache.length + T > cache.maxSeq) {
       throw new InvalidArgumentError(`Expected the sequence to fit the context (${cache.maxSeq} tokens) but it would reach ${cache.length + T}`);
     }
-    const logits = await this.forwardRows(ids, cache, cache.length);
-    cache.length += T;
-    return logits;
-  }
-
-  /**
-   * `ids` [B, T] through the decoder with the cache: input row b starts at `startPos` (or `startPos[b]`) and uses
-   * cache row `cacheRows[b]` (default b). Returns the last position's logits of each row, [B, vocab].
-   */
-  private async forwardRows(ids: Tensor, cache: LlamaKVCache, startPos: number | ArrayLike<number>, cacheRows?: ArrayLike<number>): Promise<Float32Array> {
-    this.checkIds(ids);
     if (!this.built) await this.build();
-    const [B, T] = ids.shape;
     let x = (await this.tokenEmbedding.apply(ids)) as Tensor<'float32'>;
     for (let l = 0; l < this.decoderBlocks.length; l++) {
-      x = (await this.decoderBlocks[l].apply(x, { cache: cache.layers[l], maxSeq: cache.maxSeq, startPos, cacheRows })) as Tensor<'float32'>;
+      x = (await this.decoderBlocks[l].apply(x, { cache: cache.layers[l], maxSeq: cache.maxSeq, startPos: cache.length })) as Tensor<'float32'>;
     }
+    cache.length += T;
     const D = this.arch.hiddenDim;
     const last = new Float32Array(B * D);
     for (let b = 0; b < B; b++) last.set(x.data.subarray((b * T + T - 1) * D, (b * T + T) * D), b * D);
@@ -712,8 +691,7 @@ export class LlamaCausalLM extends Model {
     if (!this.built) await this.build();
     const rules = this.stopRules(o);
     const B = rowsState.length;
-    const cache = this.newCache(B);
-    const lengths = new Int32Array(B);
+    const caches = rowsState.map(() => this.newCache(1));
     const V = this.arch.vocabularySize;
     const t0 = performance.now();
     const logits: Array<Float32Array | null> = new Array(B).fill(null);
@@ -721,12 +699,11 @@ export class LlamaCausalLM extends Model {
       if (o.signal?.aborted) throw new AbortedError('Generation was aborted', { cause: o.signal.reason });
       const st = rowsState[b];
       const n = st.promptTokens.length;
-      if (n >= cache.maxSeq) {
+      if (n >= caches[b].maxSeq) {
         st.stopReason = 'context';
         continue;
       }
-      logits[b] = await this.forwardRows(new Tensor('int32', [1, n], Int32Array.from(st.promptTokens)), cache, 0, [b]);
-      lengths[b] = n;
+      logits[b] = await this.forwardWithCache(new Tensor('int32', [1, n], Int32Array.from(st.promptTokens)), caches[b]);
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     for (;;) {
@@ -741,7 +718,7 @@ export class LlamaCausalLM extends Model {
         if (!chunk) continue;
         o.onToken?.(chunk, b);
         if (st.stopReason !== 'length' || st.tokens.length >= o.maxNewTokens) continue;
-        if (lengths[b] >= cache.maxSeq) {
+        if (caches[b].length >= caches[b].maxSeq) {
           st.stopReason = 'context';
           continue;
         }
@@ -749,12 +726,12 @@ export class LlamaCausalLM extends Model {
       }
       if (active.length === 0) break;
       await new Promise<void>((resolve) => setImmediate(resolve));
-      const ids = Int32Array.from(active, (b) => rowsState[b].tokens[rowsState[b].tokens.length - 1]);
-      const starts = Int32Array.from(active, (b) => lengths[b]);
-      const out = await this.forwardRows(new Tensor('int32', [active.length, 1], ids), cache, starts, active);
+      const out = await this.decodeStep(
+        active.map((b) => rowsState[b].tokens[rowsState[b].tokens.length - 1]),
+        active.map((b) => caches[b]),
+      );
       active.forEach((b, i) => {
         logits[b] = out.subarray(i * V, (i + 1) * V);
-        lengths[b]++;
       });
     }
     return rowsState.map((st) => LlamaCausalLM.result(st));
