@@ -25,6 +25,8 @@ export type { Axes, AbsMaxQuantizeOptions, AbsMaxQuantized } from './ops/quantiz
 export { packInt4, unpackInt4, packInt2, unpackInt2 } from './ops/pack';
 export type { Packed, PackDType } from './ops/pack';
 export { matmul, matmulInt8 } from './ops/matmul';
+export { packWeights, setWeightPacking, weightPackingEnabled, clearPackedWeights, _packedWeightsState, PACK_MIN_ROWS } from './ops/weight-pack';
+export type { PackKind } from './ops/weight-pack';
 export { cudaAbsMax, cudaAbsMaxQuantize, cudaAvailable } from './ops/cuda';
 export { cudaDenseW8A8, cudaDenseFp8, cudaDenseWq, cudaPack, cudaFp8Convert, cudaDeviceHas, CUDA_FEATURES } from './ops/cuda-dense';
 export type { CudaDenseOptions, CudaDenseWqOptions } from './ops/cuda-dense';

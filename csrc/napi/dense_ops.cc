@@ -1,8 +1,10 @@
 // quantkit — JS entry points for the Dense forward kernels (float and quantized). Arguments are checked here
 // (dims, buffer lengths, optional bias); the kernels (csrc/kernels/*/dense_*) do the maths.
 //
-//   denseF32(M, N, K, x: F32, w: F32 [K,N], bias: F32|null, y: F32, isa?)
-//   denseW8A8(M, N, K, x, w: I8 [K,N], wScale: F32 [N], bias|null, actLo, actHi, actEps, y, isa?)
+//   denseF32(M, N, K, x: F32, w: F32 [K,N], bias: F32|null, y: F32, isa?, packed?)
+//   denseW8A8(M, N, K, x, w: I8 [K,N], wScale: F32 [N], bias|null, actLo, actHi, actEps, y, isa?, packed?)
+//     packed: optional ArrayBuffer from packWeights('f32' | 'w8a8', K, N, w) (napi/packed_arg.h); used for
+//     M > 16 (fp32) / M >= 2 (int8) when the call's ISA reads its layout, else the Keras-layout w is used.
 //   denseW4A8(M, N, K, x, w4: U8|I8 [K,(N+1)/2], wScale, bias|null, actLo, actHi, actEps, y, isa?)
 //   denseW8(M, N, K, x, w: I8 [K,N], wScale: F32 [N], bias|null, y, isa?)
 //   denseW4(M, N, K, x, w4, wScale, bias|null, y, isa?)
@@ -12,7 +14,9 @@
 
 #include <string>
 
+#include "napi/packed_arg.h"
 #include "napi/util.h"
+#include "qk/packed.h"
 #include "qk/threadpool.h"
 
 namespace qkn {
@@ -65,6 +69,29 @@ Napi::Value finish(Napi::Env env, const Common& c, PromiseWorker::Work work, std
   return PromiseWorker::start(env, std::move(work), keep, static_cast<double>(c.M) * c.N * c.K);
 }
 
+// Pre-packed paths (qk/packed.h). packed_arg returns a payload only for the AVX-512 table, which exists only in
+// builds with the x86 variants.
+constexpr int64_t kPackedMinRowsF32 = 16;  // up to here sgemm's small-M path reads B in place (sgemm_common.h)
+
+qk_status sgemm_packed(int64_t M, int64_t N, int64_t K, const float* x, const float* pk, float* y) {
+#ifdef QK_HAVE_X86_VARIANTS
+  return qk::avx512::sgemm_packed(M, N, K, x, K, pk, y, N, &ThreadPool::global());
+#else
+  (void)M, (void)N, (void)K, (void)x, (void)pk, (void)y;
+  return QK_STATUS_INTERNAL;
+#endif
+}
+
+qk_status dense_w8a8_packed(int64_t M, int64_t N, int64_t K, const float* x, const uint8_t* pk, const float* ws,
+                            const float* b, float lo, float hi, float eps, float* y) {
+#ifdef QK_HAVE_X86_VARIANTS
+  return qk::avx512::dense_w8a8_packed(M, N, K, x, pk, ws, b, lo, hi, eps, y, &ThreadPool::global());
+#else
+  (void)M, (void)N, (void)K, (void)x, (void)pk, (void)ws, (void)b, (void)lo, (void)hi, (void)eps, (void)y;
+  return QK_STATUS_INTERNAL;
+#endif
+}
+
 std::string oom(qk_status s) { return s == QK_STATUS_OUT_OF_MEMORY ? "Out of memory allocating Dense kernel scratch" : ""; }
 
 Napi::Value DenseF32(const Napi::CallbackInfo& info) {
@@ -73,6 +100,9 @@ Napi::Value DenseF32(const Napi::CallbackInfo& info) {
   View w = typed_array(info, 4, "w", {napi_float32_array});
   expect_length(env, w, mul(env, c.K, c.N, "w"), "w");
   const qk::KernelTable& k = kernels_arg(info, 7);
+  View keep_packed;
+  const auto* pk = static_cast<const float*>(packed_arg(info, 8, qk::PackedKind::kF32, k, c.K, c.N, &keep_packed));
+  if (c.M <= kPackedMinRowsF32) pk = nullptr;
   auto fn = k.sgemm;
   auto* xp = static_cast<const float*>(c.x.data);
   auto* wp = static_cast<const float*>(w.data);
@@ -80,7 +110,7 @@ Napi::Value DenseF32(const Napi::CallbackInfo& info) {
   const float* bp = c.bias_ptr;
   const int64_t M = c.M, N = c.N, K = c.K;
   return finish(env, c, [=](std::string& msg) {
-    qk_status s = fn(M, N, K, xp, K, wp, N, yp, N, &ThreadPool::global());
+    qk_status s = pk != nullptr ? sgemm_packed(M, N, K, xp, pk, yp) : fn(M, N, K, xp, K, wp, N, yp, N, &ThreadPool::global());
     msg = oom(s);
     if (s == QK_STATUS_OK && bp != nullptr) {
       for (int64_t i = 0; i < M; ++i) {
@@ -89,7 +119,7 @@ Napi::Value DenseF32(const Napi::CallbackInfo& info) {
       }
     }
     return s;
-  }, {&c.x, &w, &c.bias, &c.y});
+  }, {&c.x, &w, &c.bias, &c.y, &keep_packed});
 }
 
 Napi::Value DenseInt8Act(const Napi::CallbackInfo& info, bool nibbles) {
@@ -103,6 +133,10 @@ Napi::Value DenseInt8Act(const Napi::CallbackInfo& info, bool nibbles) {
   float lo, hi, eps;
   act_range(info, 7, &lo, &hi, &eps);
   const qk::KernelTable& k = kernels_arg(info, 11);
+  View keep_packed;
+  const auto* pk = nibbles ? nullptr
+                           : static_cast<const uint8_t*>(packed_arg(info, 12, qk::PackedKind::kW8A8, k, c.K, c.N, &keep_packed));
+  if (c.M < 2) pk = nullptr;
   auto* xp = static_cast<const float*>(c.x.data);
   auto* sp = static_cast<const float*>(ws.data);
   auto* yp = static_cast<float*>(c.y.data);
@@ -116,9 +150,14 @@ Napi::Value DenseInt8Act(const Napi::CallbackInfo& info, bool nibbles) {
   } else {
     auto fn = k.dense_w8a8;
     auto* wp = static_cast<const int8_t*>(w.data);
-    work = [=](std::string& msg) { qk_status s = fn(M, N, K, xp, wp, sp, bp, lo, hi, eps, yp, &ThreadPool::global()); msg = oom(s); return s; };
+    work = [=](std::string& msg) {
+      qk_status s = pk != nullptr ? dense_w8a8_packed(M, N, K, xp, pk, sp, bp, lo, hi, eps, yp)
+                                  : fn(M, N, K, xp, wp, sp, bp, lo, hi, eps, yp, &ThreadPool::global());
+      msg = oom(s);
+      return s;
+    };
   }
-  return finish(env, c, std::move(work), {&c.x, &w, &ws, &c.bias, &c.y});
+  return finish(env, c, std::move(work), {&c.x, &w, &ws, &c.bias, &c.y, &keep_packed});
 }
 
 Napi::Value DenseW8A8(const Napi::CallbackInfo& info) { return DenseInt8Act(info, false); }

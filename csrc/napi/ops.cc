@@ -7,8 +7,10 @@
 //   packInt4 / packInt2(src: Int8Array|Uint8Array, outer, len, inner, dst: Int8Array|Uint8Array, isa?)
 //   unpackInt4 / unpackInt2(src, outer, len, inner, signed: boolean, dst, isa?)
 //   convert(kind: string, src, dst, isa?) -> Promise<void>;  convertSync(kind, src, dst, isa?) -> undefined
-//   sgemm(M, N, K, A: Float32Array, B: Float32Array, C: Float32Array, isa?) -> Promise<void>
-//   igemm(M, N, K, A: Int8Array, B: Int8Array, C: Int32Array, isa?) -> Promise<void>
+//   sgemm(M, N, K, A: Float32Array, B: Float32Array, C: Float32Array, isa?, packed?) -> Promise<void>
+//   igemm(M, N, K, A: Int8Array, B: Int8Array, C: Int32Array, isa?, packed?) -> Promise<void>
+//     packed: optional ArrayBuffer from packWeights('f32' | 'w8a8', K, N, B) (napi/packed_arg.h); used for M > 16
+//     (sgemm) / M >= 2 (igemm) when the call's ISA reads its layout, else B is.
 //   kernelImpls(op: string) -> string[]   (testing hook: the ISAs whose variant can run here)
 #include <napi.h>
 
@@ -16,6 +18,7 @@
 #include <cstring>
 #include <string>
 
+#include "napi/packed_arg.h"
 #include "napi/util.h"
 #include "qk/dispatch.h"
 #include "qk/threadpool.h"
@@ -211,15 +214,23 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   expect_length(env, a, mul(env, M, K, "a"), "a");
   expect_length(env, b, mul(env, K, N, "b"), "b");
   expect_length(env, c, mul(env, M, N, "out"), "out");
+  View keep_packed;
+  const auto* pk = static_cast<const float*>(packed_arg(info, 7, qk::PackedKind::kF32, k, K, N, &keep_packed));
+  if (M <= 16) pk = nullptr;  // sgemm's small-M path reads B in place (sgemm_common.h)
   auto fn = k.sgemm;
   auto* ap = static_cast<const float*>(a.data);
   auto* bp = static_cast<const float*>(b.data);
   auto* cp = static_cast<float*>(c.data);
   return PromiseWorker::start(env, [=](std::string& msg) {
+#ifdef QK_HAVE_X86_VARIANTS
+    qk_status s = pk != nullptr ? qk::avx512::sgemm_packed(M, N, K, ap, K, pk, cp, N, &ThreadPool::global())
+                                : fn(M, N, K, ap, K, bp, N, cp, N, &ThreadPool::global());
+#else
     qk_status s = fn(M, N, K, ap, K, bp, N, cp, N, &ThreadPool::global());
+#endif
     if (s == QK_STATUS_OUT_OF_MEMORY) msg = "Out of memory allocating GEMM packing buffers";
     return s;
-  }, {&a, &b, &c});
+  }, {&a, &b, &c, &keep_packed});
 }
 
 Napi::Value Igemm(const Napi::CallbackInfo& info) {
@@ -236,15 +247,23 @@ Napi::Value Igemm(const Napi::CallbackInfo& info) {
   expect_length(env, a, mul(env, M, K, "a"), "a");
   expect_length(env, b, mul(env, K, N, "b"), "b");
   expect_length(env, c, mul(env, M, N, "out"), "out");
+  View keep_packed;
+  const auto* pk = static_cast<const uint8_t*>(packed_arg(info, 7, qk::PackedKind::kW8A8, k, K, N, &keep_packed));
+  if (M < 2) pk = nullptr;
   auto fn = k.igemm_s8s8s32;
   auto* ap = static_cast<const int8_t*>(a.data);
   auto* bp = static_cast<const int8_t*>(b.data);
   auto* cp = static_cast<int32_t*>(c.data);
   return PromiseWorker::start(env, [=](std::string& msg) {
+#ifdef QK_HAVE_X86_VARIANTS
+    qk_status s = pk != nullptr ? qk::avx512::igemm_packed(M, N, K, ap, K, pk, cp, N, &ThreadPool::global())
+                                : fn(M, N, K, ap, K, bp, N, cp, N, &ThreadPool::global());
+#else
     qk_status s = fn(M, N, K, ap, K, bp, N, cp, N, &ThreadPool::global());
+#endif
     if (s == QK_STATUS_OUT_OF_MEMORY) msg = "Out of memory allocating GEMM packing buffers";
     return s;
-  }, {&a, &b, &c});
+  }, {&a, &b, &c, &keep_packed});
 }
 
 const char* const kOps[] = {"absmax", "absmax_quantize", "pack_int4", "unpack_int4", "pack_int2", "unpack_int2",

@@ -95,13 +95,25 @@ export interface NativeBinding {
   ): Promise<void>;
   convert(kind: ConversionKind, src: ArrayBufferView, dst: ArrayBufferView, isa?: IsaName): Promise<void>;
   convertSync(kind: ConversionKind, src: ArrayBufferView, dst: ArrayBufferView, isa?: IsaName): void;
-  sgemm(M: number, N: number, K: number, a: Float32Array, b: Float32Array, out: Float32Array, isa?: IsaName): Promise<void>;
-  igemm(M: number, N: number, K: number, a: Int8Array, b: Int8Array, out: Int32Array, isa?: IsaName): Promise<void>;
+  /**
+   * `packed` (sgemm, igemm, denseF32, denseW8A8): an optional buffer from packWeights for the same K, N (validated;
+   * a bad one -> QK_INVALID_ARGUMENT, another K/N -> QK_SHAPE_MISMATCH). Used for M > 16 (fp32) / M >= 2 (int8) when
+   * the call's ISA reads its layout; otherwise the Keras-layout weights given as well are read.
+   */
+  sgemm(M: number, N: number, K: number, a: Float32Array, b: Float32Array, out: Float32Array, isa?: IsaName, packed?: ArrayBuffer | null): Promise<void>;
+  igemm(M: number, N: number, K: number, a: Int8Array, b: Int8Array, out: Int32Array, isa?: IsaName, packed?: ArrayBuffer | null): Promise<void>;
+  /** Bytes of the buffer packWeights fills for (kind, K, N) on `isa` (default: active); 0 = no packed layout there. */
+  packWeightsBytes(kind: 'f32' | 'w8a8', K: number, N: number, isa?: IsaName): number;
+  /** Packs w [K, N] into dst (packWeightsBytes bytes): payload first, the validated header last. */
+  packWeights(kind: 'f32' | 'w8a8', K: number, N: number, w: Float32Array | Int8Array, dst: ArrayBuffer, isa?: IsaName): Promise<void>;
 
-  denseF32(M: number, N: number, K: number, x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, isa?: IsaName): Promise<void>;
+  denseF32(
+    M: number, N: number, K: number, x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, isa?: IsaName,
+    packed?: ArrayBuffer | null,
+  ): Promise<void>;
   denseW8A8(
     M: number, N: number, K: number, x: Float32Array, w: Int8Array, wScale: Float32Array, bias: Float32Array | null,
-    actLo: number, actHi: number, actEps: number, y: Float32Array, isa?: IsaName,
+    actLo: number, actHi: number, actEps: number, y: Float32Array, isa?: IsaName, packed?: ArrayBuffer | null,
   ): Promise<void>;
   denseW4A8(
     M: number, N: number, K: number, x: Float32Array, w4: ByteArray, wScale: Float32Array, bias: Float32Array | null,

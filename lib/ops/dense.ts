@@ -10,6 +10,7 @@ import { InvalidArgumentError } from '../errors';
 import { Tensor, describe } from '../tensor';
 import { callNative, OpOptions } from './call';
 import { useLowbitA8, WeightOnlyPathOptions } from './lowbit-a8';
+import { packedWeightsFor, withPacked } from './weight-pack';
 
 /** Weights of one Dense-like projection in one of quantkit's storage formats. */
 export type DenseWeights =
@@ -31,6 +32,11 @@ export interface DenseForwardOptions extends OpOptions, WeightOnlyPathOptions {
   activation?: ActivationQuant | null;
   /** float8 only: the activation scale (default: dynamic, `max|x| / 448`). */
   inputScale?: number;
+  /**
+   * float32 and int8 W8A8: use (and make, on the second large call) a packed copy of the weights, cached per weight
+   * array (lib/ops/weight-pack.ts; costs the weights' memory again). Default true; `QK_PACK_WEIGHTS=0` disables it.
+   */
+  packWeights?: boolean;
 }
 
 /**
@@ -61,12 +67,18 @@ export async function denseForward(
   // A plain (non-async) callback: one promise hop less per call; synchronous throws are caught by callNative.
   await callNative((n) => {
     switch (weights.format) {
-      case 'float32':
-        return n.denseF32(M, N, K, xd, weights.kernel, bias, y, isa);
-      case 'int8':
+      case 'float32': {
+        const w = weights.kernel;
+        return withPacked(packedWeightsFor('f32', w, K, N, M, isa, options.packWeights), (pk) => n.denseF32(M, N, K, xd, w, bias, y, isa, pk));
+      }
+      case 'int8': {
+        const { kernel: w, scale } = weights;
         return act
-          ? n.denseW8A8(M, N, K, xd, weights.kernel, weights.scale, bias, act.valueRange[0], act.valueRange[1], act.epsilon, y, isa)
-          : n.denseW8(M, N, K, xd, weights.kernel, weights.scale, bias, y, isa);
+          ? withPacked(packedWeightsFor('w8a8', w, K, N, M, isa, options.packWeights), (pk) =>
+              n.denseW8A8(M, N, K, xd, w, scale, bias, act.valueRange[0], act.valueRange[1], act.epsilon, y, isa, pk),
+            )
+          : n.denseW8(M, N, K, xd, w, scale, bias, y, isa);
+      }
       case 'int4':
         if (act) return n.denseW4A8(M, N, K, xd, weights.kernel, weights.scale, bias, act.valueRange[0], act.valueRange[1], act.epsilon, y, isa);
         // per-channel int4 weight-only: from LOWBIT_A8_MIN_ROWS rows, the W4A8 kernel (int8 activations per row)

@@ -6,6 +6,7 @@
 import { InvalidArgumentError, ShapeMismatchError } from '../errors';
 import { Tensor, describe } from '../tensor';
 import { callNative, OpOptions } from './call';
+import { packedWeightsFor, withPacked } from './weight-pack';
 
 function dims(a: unknown, b: unknown, dtype: 'float32' | 'int8'): { M: number; K: number; N: number; outShape: number[] } {
   if (!(a instanceof Tensor) || a.dtype !== dtype) {
@@ -37,7 +38,9 @@ function dims(a: unknown, b: unknown, dtype: 'float32' | 'int8'): { M: number; K
 export async function matmul(a: Tensor, b: Tensor, options: OpOptions = {}): Promise<Tensor<'float32'>> {
   const { M, K, N, outShape } = dims(a, b, 'float32');
   const out = new Float32Array(M * N);
-  await callNative((n) => n.sgemm(M, N, K, a.data as Float32Array, b.data as Float32Array, out, options.isa));
+  const bd = b.data as Float32Array;
+  // b is packed once if the same array comes back with M >= PACK_MIN_ROWS (lib/ops/weight-pack.ts)
+  await callNative((n) => withPacked(packedWeightsFor('f32', bd, K, N, M, options.isa), (pk) => n.sgemm(M, N, K, a.data as Float32Array, bd, out, options.isa, pk)));
   return new Tensor('float32', outShape, out);
 }
 
@@ -51,6 +54,7 @@ export async function matmul(a: Tensor, b: Tensor, options: OpOptions = {}): Pro
 export async function matmulInt8(a: Tensor, b: Tensor, options: OpOptions = {}): Promise<Tensor<'int32'>> {
   const { M, K, N, outShape } = dims(a, b, 'int8');
   const out = new Int32Array(M * N);
-  await callNative((n) => n.igemm(M, N, K, a.data as Int8Array, b.data as Int8Array, out, options.isa));
+  const bd = b.data as Int8Array;
+  await callNative((n) => withPacked(packedWeightsFor('w8a8', bd, K, N, M, options.isa), (pk) => n.igemm(M, N, K, a.data as Int8Array, bd, out, options.isa, pk)));
   return new Tensor('int32', outShape, out);
 }

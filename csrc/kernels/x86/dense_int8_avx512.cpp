@@ -26,6 +26,7 @@
 #include "dense_int8_common.h"
 #include "igemm_avx512_kernels.h"
 #include "qk/kernels.h"
+#include "qk/packed.h"
 #include "qk/quant_math.h"
 #include "qk/threadpool.h"
 
@@ -183,9 +184,11 @@ Status gemv(int64_t N, int64_t K, const int8_t* q, int32_t comp, const Src& src,
   return kOk;
 }
 
+// packed != nullptr: the weights pre-packed (qk/packed.h, kAvx512Vnni; src unused): every M runs the blocked driver.
 template <class Src>
 Status dense_a8(int64_t M, int64_t N, int64_t K, const float* x, const Src& src, const float* w_scale,
-                const float* bias, float act_lo, float act_hi, float act_eps, float* y, ThreadPool* pool) {
+                const float* bias, float act_lo, float act_hi, float act_eps, float* y, ThreadPool* pool,
+                const uint8_t* packed = nullptr) {
   if (M <= 0 || N <= 0) return kOk;
   dense_int8_common::ActScratch act(M, K);
   if (!act.ok()) return QK_STATUS_OUT_OF_MEMORY;
@@ -210,12 +213,12 @@ Status dense_a8(int64_t M, int64_t N, int64_t K, const float* x, const Src& src,
       comp[i] = row_comp(qx + i * K, K);
     }
   });
-  if (M == 1) {
+  if (M == 1 && packed == nullptr) {
     const Status st = gemv(N, K, qx, comp[0], src, reinterpret_cast<int32_t*>(y), pool);
     if (st == kOk) epilogue(0, 1, 0, N);
     return st;
   }
-  return igemm_driver(M, N, K, qx, K, comp, src, reinterpret_cast<int32_t*>(y), N, pool, epilogue);
+  return igemm_driver(M, N, K, qx, K, comp, src, reinterpret_cast<int32_t*>(y), N, pool, epilogue, packed);
 }
 
 }  // namespace
@@ -228,6 +231,36 @@ Status dense_w8a8(int64_t M, int64_t N, int64_t K, const float* x, const int8_t*
 Status dense_w4a8(int64_t M, int64_t N, int64_t K, const float* x, const uint8_t* w4, const float* w_scale,
                   const float* bias, float act_lo, float act_hi, float act_eps, float* y, ThreadPool* pool) {
   return dense_a8(M, N, K, x, Int4Source{w4, (N + 1) / 2}, w_scale, bias, act_lo, act_hi, act_eps, y, pool);
+}
+
+static_assert(kNR == kPackedVnniNr, "the packed VNNI layout (qk/packed.h) is the micro-kernel's panel");
+
+// Pre-packed W8A8 weights (qk/packed.h, kAvx512Vnni): pack_b, the per-call packer of the blocked driver, run once
+// over the whole matrix, so the bytes are exactly those the driver would pack per call. Tasks: runs of 256 rows x
+// up to 1024 columns (each reads its rows front to back).
+void pack_w8a8_weights(int64_t K, int64_t N, const int8_t* w, uint8_t* dst, ThreadPool* pool) {
+  constexpr int64_t kRows = 256, kCols = 1024;
+  const int64_t kp = round_up(K, 4);
+  const int64_t k_tasks = ceil_div(K, kRows), n_tasks = ceil_div(N, kCols);
+  const Int8Source src{w, N};
+  const auto run = [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t k0 = (t / n_tasks) * kRows, j0 = (t % n_tasks) * kCols;
+      pack_b(src, k0, j0, std::min(kRows, K - k0), std::min(kCols, N - j0), dst + (j0 / kNR) * kp * kNR + k0 * kNR,
+             kp * kNR, /*prefetch=*/true);
+    }
+  };
+  if (K <= 0 || N <= 0) return;
+  if (pool == nullptr) {
+    run(0, k_tasks * n_tasks);
+  } else {
+    pool->parallel_for(k_tasks * n_tasks, 1, run);
+  }
+}
+
+Status dense_w8a8_packed(int64_t M, int64_t N, int64_t K, const float* x, const uint8_t* wp, const float* w_scale,
+                         const float* bias, float act_lo, float act_hi, float act_eps, float* y, ThreadPool* pool) {
+  return dense_a8(M, N, K, x, Int8Source{nullptr, N}, w_scale, bias, act_lo, act_hi, act_eps, y, pool, wp);
 }
 
 }  // namespace avx512

@@ -9,13 +9,18 @@
 
 #include "igemm_avx512_kernels.h"
 #include "qk/kernels.h"
+#include "qk/packed.h"
 #include "qk/threadpool.h"
 
 namespace qk {
 namespace avx512 {
 
-Status igemm_s8s8s32(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t lda, const int8_t* B,
-                     int64_t ldb, int32_t* C, int64_t ldc, ThreadPool* pool) {
+namespace {
+
+// C = A * B with B read through src, or pre-packed (packed != nullptr, see igemm_driver).
+template <class Src>
+Status igemm_any(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t lda, const Src& src, const uint8_t* packed,
+                 int32_t* C, int64_t ldc, ThreadPool* pool) {
   if (M <= 0 || N <= 0) return kOk;
   if (K <= 0) {
     igemm_common::zero_c(M, N, C, ldc);
@@ -34,8 +39,19 @@ Status igemm_s8s8s32(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t l
   } else {
     comp_rows(0, M);
   }
-  return igemm_driver(M, N, K, A, lda, comp, Int8Source{B, ldb}, C, ldc, pool,
-                      [](int64_t, int64_t, int64_t, int64_t) {});
+  return igemm_driver(M, N, K, A, lda, comp, src, C, ldc, pool, [](int64_t, int64_t, int64_t, int64_t) {}, packed);
+}
+
+}  // namespace
+
+Status igemm_s8s8s32(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t lda, const int8_t* B,
+                     int64_t ldb, int32_t* C, int64_t ldc, ThreadPool* pool) {
+  return igemm_any(M, N, K, A, lda, Int8Source{B, ldb}, nullptr, C, ldc, pool);
+}
+
+Status igemm_packed(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t lda, const uint8_t* Bp, int32_t* C,
+                    int64_t ldc, ThreadPool* pool) {
+  return igemm_any(M, N, K, A, lda, Int8Source{nullptr, N}, Bp, C, ldc, pool);
 }
 
 }  // namespace avx512

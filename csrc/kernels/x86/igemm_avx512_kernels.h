@@ -281,9 +281,13 @@ constexpr KernelFn kKernels[kMR + 1] = {nullptr,          micro_kernel<1>, micro
 // (precomputed by the caller). M, N, K >= 1. After the last K block of each item, epilogue(i0, i1, j0, j1)
 // is called (on the worker that computed it) with the item's finished rectangle of C.
 // Returns OUT_OF_MEMORY if the per-worker scratch cannot be allocated (before any work starts).
+// packed != nullptr: B is given pre-packed in the kAvx512Vnni layout of qk/packed.h (src unused): panel q with all
+// round_up(K, 4) / 4 k-groups at packed + q * Kp * 64, so an item's K block of panel p is read in place at
+// packed + (j0 / 64 + p) * Kp * 64 + k0 * 64 -- the bytes pack_b would have written (same micro-kernel calls, exact).
 template <class Src, class Epilogue>
 Status igemm_driver(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t lda, const int32_t* comp,
-                    const Src& src, int32_t* C, int64_t ldc, ThreadPool* pool, const Epilogue& epilogue) {
+                    const Src& src, int32_t* C, int64_t ldc, ThreadPool* pool, const Epilogue& epilogue,
+                    const uint8_t* packed = nullptr) {
   const int threads = pool != nullptr ? pool->num_threads() : 1;
   const igemm_common::Plan plan = igemm_common::make_plan(M, N, kMR, kNR, kNtMax, threads);
 
@@ -292,7 +296,8 @@ Status igemm_driver(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t ld
   const int64_t kc_step = round_up(ceil_div(K, kblocks), 4);
 
   // Per worker: the packed B block (kc_step x Nt) followed by the A copy (MC x kAS).
-  const std::size_t bblock_bytes = static_cast<std::size_t>(kc_step * plan.nt);
+  const std::size_t bblock_bytes = packed != nullptr ? 0 : static_cast<std::size_t>(kc_step * plan.nt);
+  const int64_t kp_all = round_up(K, 4);  // k of a pre-packed panel
   const std::size_t slot_bytes = bblock_bytes + static_cast<std::size_t>(kMC * kAS);
   igemm_common::Scratch scratch(slot_bytes * static_cast<std::size_t>(plan.workers));
   if (scratch.data() == nullptr) return QK_STATUS_OUT_OF_MEMORY;
@@ -315,12 +320,24 @@ Status igemm_driver(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t ld
     for (int64_t k0 = 0; k0 < K; k0 += kc_step) {
       const int64_t kc = std::min(kc_step, K - k0);
       const int64_t kcp = round_up(kc, 4);
-      pack_b(src, k0, j0, kc, j1 - j0, bbuf, kcp * kNR, /*prefetch=*/k0 == 0 || !prefetch_next);
-      // Pull the next K block of B towards L2 while this one is multiplied.
+      // B panels of this K block: panel p at bblk + p * pstride.
+      const uint8_t* bblk = bbuf;
+      int64_t pstride = kcp * kNR;
+      if (packed != nullptr) {
+        bblk = packed + (j0 / kNR) * kp_all * kNR + k0 * kNR;
+        pstride = kp_all * kNR;
+      } else {
+        pack_b(src, k0, j0, kc, j1 - j0, bbuf, pstride, /*prefetch=*/k0 == 0 || !prefetch_next);
+      }
+      // Pull the next K block of B towards L2 while this one is multiplied (pre-packed: the next block's panel
+      // runs, each round_up(kc_next, 4) * 64 contiguous bytes).
       igemm_common::BlockPrefetcher pf;
       if (prefetch_next && k0 + kc < K) {
-        pf = igemm_common::BlockPrefetcher(src.row(k0 + kc, j0), src.ld(), std::min(kc_step, K - k0 - kc),
-                                           Src::bytes(j1 - j0), calls);
+        const int64_t kc_next = std::min(kc_step, K - k0 - kc);
+        pf = packed != nullptr
+                 ? igemm_common::BlockPrefetcher(reinterpret_cast<const int8_t*>(bblk + kc * kNR), pstride, panels,
+                                                 round_up(kc_next, 4) * kNR, calls)
+                 : igemm_common::BlockPrefetcher(src.row(k0 + kc, j0), src.ld(), kc_next, Src::bytes(j1 - j0), calls);
       }
       const int32_t* cp = k0 == 0 ? comp : nullptr;
       for (int64_t ic = i0; ic < i1; ic += kMC) {
@@ -329,7 +346,7 @@ Status igemm_driver(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t ld
         for (int64_t p = 0; p < panels; ++p) {
           const int64_t c0 = j0 + p * kNR;
           const int64_t ncols = std::min<int64_t>(kNR, j1 - c0);
-          const uint8_t* bp = bbuf + p * kcp * kNR;
+          const uint8_t* bp = bblk + p * pstride;
           for (int64_t ir = ic; ir < ie; ir += kMR) {
             const int mr = static_cast<int>(std::min<int64_t>(kMR, ie - ir));
             pf.step();

@@ -4,7 +4,12 @@
 // M == 1 (GEMV) streams four rows of B at a time through a column strip of C held in L1/L2.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "qk/kernels.h"
+#include "qk/packed.h"
+#include "qk/threadpool.h"
 #include "sgemm_avx512_kernels.h"
 #include "sgemm_common.h"
 
@@ -79,6 +84,43 @@ struct Policy : SgemmTile {
 Status sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
              float* C, int64_t ldc, ThreadPool* pool) {
   return sgemm_common::sgemm_driver<Policy>(M, N, K, A, lda, B, ldb, C, ldc, pool);
+}
+
+static_assert(Policy::NR == kPackedF32Nr, "the packed fp32 layout (qk/packed.h) is the micro-kernel's panel");
+
+// Pre-packed B (qk/packed.h, kAvx512F32). Tasks own runs of 64 rows of B: each reads its rows front to back
+// (contiguous) and writes 64 x NR floats (8 KiB, contiguous) into every panel.
+void pack_f32_weights(int64_t K, int64_t N, const float* w, float* dst, ThreadPool* pool) {
+  constexpr int64_t NR = Policy::NR, kRows = 64;
+  const int64_t panels = sgemm_common::ceil_div(N, NR);
+  const auto rows = [&](int64_t t0, int64_t t1) {
+    for (int64_t k = t0 * kRows; k < std::min(K, t1 * kRows); ++k) {
+      const float* src = w + k * N;
+      for (int64_t p = 0; p < panels; ++p) {
+        const int64_t cols = std::min(NR, N - p * NR);
+        float* d = dst + (p * K + k) * NR;
+        if (cols == NR) {
+          Policy::copy_nr(d, src + p * NR);
+        } else {
+          const __mmask16 m0 = static_cast<__mmask16>(cols >= 16 ? 0xFFFF : (1u << cols) - 1u);
+          const __mmask16 m1 = static_cast<__mmask16>(cols <= 16 ? 0 : (1u << (cols - 16)) - 1u);
+          _mm512_store_ps(d, _mm512_maskz_loadu_ps(m0, src + p * NR));
+          _mm512_store_ps(d + 16, _mm512_maskz_loadu_ps(m1, src + p * NR + 16));
+        }
+      }
+    }
+  };
+  const int64_t tasks = sgemm_common::ceil_div(K, kRows);
+  if (pool == nullptr) {
+    rows(0, tasks);
+  } else {
+    pool->parallel_for(tasks, 1, rows);
+  }
+}
+
+Status sgemm_packed(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bp, float* C,
+                    int64_t ldc, ThreadPool* pool) {
+  return sgemm_common::sgemm_driver<Policy>(M, N, K, A, lda, nullptr, N, C, ldc, pool, Bp);
 }
 
 }  // namespace avx512

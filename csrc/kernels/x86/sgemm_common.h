@@ -235,9 +235,14 @@ inline void run_panel(KernelFn kern, int rows, int64_t cols, int64_t kc, const f
 }
 
 // Computes the task C[m0:m1, n0:n1] over all of K (K >= 1).
+// packed == nullptr: B is packed here, per K block (below). Otherwise packed is B already in the panel layout
+// (qk/packed.h, kAvx512F32: panel q = columns [q * NR, q * NR + NR) holds all K rows of NR floats at
+// packed + q * K * NR): the K block of panel jp is then read in place, packed + (n0 / NR + jp) * K * NR + p0 * NR,
+// kc rows of NR floats exactly as the per-call packing would have written them, so the micro-kernel calls, and
+// with them every result bit, are the same.
 template <class P>
 void compute_tile(const GemmArgs& g, int64_t kc_block, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
-                  float* scratch) {
+                  float* scratch, const float* packed = nullptr) {
   constexpr int64_t MR = P::MR, NR = P::NR, AS = P::AS;
   const TileBuffers buf = tile_buffers<P>(scratch);
   float* const bp = buf.bp;
@@ -250,8 +255,15 @@ void compute_tile(const GemmArgs& g, int64_t kc_block, int64_t m0, int64_t m1, i
     const int64_t kc = std::min(kc_block, g.K - p0);
     const bool accumulate = p0 > 0;
 
+    // B panels of this K block: panel jp at bblk + jp * pstride.
+    const float* bblk = bp;
+    int64_t pstride = kc * NR;
+    if (packed != nullptr) {
+      bblk = packed + (n0 / NR) * g.K * NR + p0 * NR;
+      pstride = g.K * NR;
+    }
     // Pack B: read row by row (contiguous), scatter into the NR-wide panels.
-    for (int64_t k = 0; k < kc; ++k) {
+    for (int64_t k = 0; packed == nullptr && k < kc; ++k) {
       const float* src = g.B + (p0 + k) * g.ldb + n0;
       float* dst = bp + k * NR;
       for (int64_t jp = 0; jp < npanels; ++jp, src += NR, dst += kc * NR) {
@@ -267,11 +279,15 @@ void compute_tile(const GemmArgs& g, int64_t kc_block, int64_t m0, int64_t m1, i
 
     // While this block is computed, prefetch the next K block's rows of B into L2, a few lines before each
     // kernel call.
-    const float* const next_b = g.B + (p0 + kc) * g.ldb + n0;
-    const auto next_row = [&](int64_t r) { return next_b + r * g.ldb; };
-    NextBlockPrefetcher<decltype(next_row)> prefetch(std::min(kc_block, g.K - (p0 + kc)),
-                                                     width * int64_t{sizeof(float)},
-                                                     ceil_div(m1 - m0, MR) * npanels, next_row);
+    // (Packed B: the "rows" are the next block's panel runs, each kc_next * NR contiguous floats.)
+    const int64_t kc_next = std::min(kc_block, g.K - (p0 + kc));
+    const float* const next_b = packed == nullptr ? g.B + (p0 + kc) * g.ldb + n0 : bblk + kc * NR;
+    const int64_t next_ld = packed == nullptr ? g.ldb : pstride;
+    const auto next_row = [&](int64_t r) { return next_b + r * next_ld; };
+    NextBlockPrefetcher<decltype(next_row)> prefetch(
+        kc_next <= 0 ? 0 : packed == nullptr ? kc_next : npanels,
+        packed == nullptr ? width * int64_t{sizeof(float)} : kc_next * NR * int64_t{sizeof(float)},
+        ceil_div(m1 - m0, MR) * npanels, next_row);
 
     for (int64_t i0 = m0; i0 < m1; i0 += MR) {
       const int rows = static_cast<int>(std::min(MR, m1 - i0));
@@ -283,7 +299,7 @@ void compute_tile(const GemmArgs& g, int64_t kc_block, int64_t m0, int64_t m1, i
       for (int64_t jp = 0; jp < npanels; ++jp) {
         const int64_t cols = std::min(NR, width - jp * NR);
         prefetch.step();
-        run_panel<P>(kern, rows, cols, kc, ap, bp + jp * kc * NR, crow + jp * NR, g.ldc, accumulate, ct);
+        run_panel<P>(kern, rows, cols, kc, ap, bblk + jp * pstride, crow + jp * NR, g.ldc, accumulate, ct);
       }
     }
   }
@@ -437,9 +453,10 @@ Status small_m_gemm(const GemmArgs& g, ThreadPool* pool, int threads) {
   return out_of_memory.load() ? QK_STATUS_OUT_OF_MEMORY : kOk;
 }
 
+// packed != nullptr: B given pre-packed (see compute_tile; B / ldb unused); every M takes the blocked path.
 template <class P>
 Status sgemm_driver(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                    float* C, int64_t ldc, ThreadPool* pool) {
+                    float* C, int64_t ldc, ThreadPool* pool, const float* packed = nullptr) {
   if (M <= 0 || N <= 0) return kOk;
   if (K <= 0) {  // empty sum
     for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, static_cast<std::size_t>(N) * sizeof(float));
@@ -452,11 +469,11 @@ Status sgemm_driver(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
   if (flops < 1.0e6) threads = 1;
 
   // GEMV: B is used once per element, so no packing (see gemv_split_k).
-  if (M == 1) return gemv_split_k<P>(N, K, A, B, ldb, C, pool, threads);
+  if (M == 1 && packed == nullptr) return gemv_split_k<P>(N, K, A, B, ldb, C, pool, threads);
 
   const int64_t kc_block = k_block_size<P>(K);
   const GemmArgs g{M, N, K, A, lda, B, ldb, C, ldc};
-  if (M <= kSmallM) return small_m_gemm<P>(g, pool, threads);
+  if (M <= kSmallM && packed == nullptr) return small_m_gemm<P>(g, pool, threads);
   std::atomic<bool> out_of_memory{false};
 
   // Task rectangles (see split_tasks), handed out dynamically.
@@ -471,7 +488,7 @@ Status sgemm_driver(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
     }
     const int64_t tm = t / nb, tn = t % nb;
     const int64_t m0 = tm * mt, n0 = tn * nt;
-    compute_tile<P>(g, kc_block, m0, std::min(M, m0 + mt), n0, std::min(N, n0 + nt), scratch);
+    compute_tile<P>(g, kc_block, m0, std::min(M, m0 + mt), n0, std::min(N, n0 + nt), scratch, packed);
   });
   return out_of_memory.load() ? QK_STATUS_OUT_OF_MEMORY : kOk;
 }
