@@ -108,6 +108,20 @@ function levelsToKerasGptq(levels, bits, N, K) {
   return new qk.Tensor('uint8', [N, K], levels);
 }
 
+/**
+ * The packed weights lib/ops passes for an M-row call (lib/ops/weight-pack.ts): the weights packed once, used from
+ * PACK_MIN_ROWS rows on while packing is enabled (QK_PACK_WEIGHTS=0 measures the per-call packing path). The packs
+ * are made by prepack() before a family is timed (the layers make theirs on their second call: see warmup below).
+ */
+function packedArg(p, kind, M) {
+  return M >= qk.PACK_MIN_ROWS && qk.weightPackingEnabled() ? (p.packs?.[kind] ?? null) : null;
+}
+async function prepack(f, p, K, N) {
+  if (!qk.weightPackingEnabled()) return;
+  if (f.id === 'fp32') p.packs = { f32: await qk.packWeights('f32', p.w, K, N) };
+  if (f.id === 'int8') p.packs = { w8a8: await qk.packWeights('w8a8', p.w, K, N) };
+}
+
 function makeFamilies(K, N) {
   const fam = [];
   const T = (dtype, shape, data) => new qk.Tensor(dtype, shape, data);
@@ -124,7 +138,7 @@ function makeFamilies(K, N) {
     id: 'fp32',
     parts: [['w', Float32Array, K * N]],
     weightBytes: 4 * K * N,
-    raw: [{ mode: 'fp32', limit: 'fp32', call: (M, x, y, p) => native.denseF32(M, N, K, x, p.w, null, y) }],
+    raw: [{ mode: 'fp32', limit: 'fp32', call: (M, x, y, p) => native.denseF32(M, N, K, x, p.w, null, y, undefined, packedArg(p, 'f32', M)) }],
     layers: [{ mode: 'fp32', limit: 'fp32', clonable: true, make: (p) => layerFrom('float32', [T('float32', [K, N], p.w)]) }],
   });
 
@@ -135,13 +149,13 @@ function makeFamilies(K, N) {
       parts: [['w', Int8Array, K * N], ['s', Float32Array, N]],
       weightBytes: K * N + 4 * N,
       raw: [
-        { mode: 'int8 W8A8', limit: 'int8', call: (M, x, y, p) => native.denseW8A8(M, N, K, x, p.w, p.s, null, -127, 127, 1e-7, y) },
+        { mode: 'int8 W8A8', limit: 'int8', call: (M, x, y, p) => native.denseW8A8(M, N, K, x, p.w, p.s, null, -127, 127, 1e-7, y, undefined, packedArg(p, 'w8a8', M)) },
         { mode: 'int8 weight-only', limit: 'int8', call: (M, x, y, p) => native.denseW8(M, N, K, x, p.w, p.s, null, y) },
         {
           mode: 'int8 GEMM (igemm)',
           limit: 'int8',
           note: 'bare int8 x int8 -> int32 GEMM (activations already int8; no quantize/descale)',
-          call: (M, x, y, p, ctx) => native.igemm(M, N, K, ctx.xi8(M), p.w, ctx.yi32(M)),
+          call: (M, x, y, p, ctx) => native.igemm(M, N, K, ctx.xi8(M), p.w, ctx.yi32(M), undefined, packedArg(p, 'w8a8', M)),
         },
       ],
       layers: [
@@ -293,6 +307,7 @@ async function benchQuantkit(K, N, xs) {
   for (const f of fams) {
     const tf = performance.now();
     const p = viewsAt(f.parts, 0);
+    await prepack(f, p, K, N);
     const base = (mode, limit, api, note) => ({ impl: 'quantkit', api, mode, limit, shape, K, N, weightBytes: f.weightBytes, ...(note ? { note } : {}) });
     const layers = withLayers ? await Promise.all(f.layers.map((l) => l.make(p))) : [];
     for (const M of MS) {
@@ -315,7 +330,8 @@ async function benchQuantkit(K, N, xs) {
           row(base(l.mode, l.limit, 'layer'), M, t.b, false, { runs: t.runs, overheadUs: t.diff * 1000, rawPairedMs: t.a });
           continue;
         }
-        const t = await C.timeit(() => layers[i].apply(xt), budget(M));
+        // warmup 2: a layer packs its fp32 / int8 weights on its second call with M >= PACK_MIN_ROWS (weight-pack.ts)
+        const t = await C.timeit(() => layers[i].apply(xt), { ...budget(M), warmup: 2 });
         row(base(l.mode, l.limit, 'layer'), M, t.ms, false, { runs: t.runs });
       }
     }
