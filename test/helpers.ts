@@ -93,3 +93,29 @@ export function firstMismatch(a: ArrayLike<number>, b: ArrayLike<number>): numbe
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
   return -1;
 }
+
+/**
+ * fp32 GEMM result check against a float64 reference (C = A[M,K] B[K,N], row-major): every element within
+ * |c - exact| <= 2 gamma_K sum_k |a b| (the tolerance table of test/native/gemm.test.ts); null or the first failure.
+ */
+export function rowsCheck(M: number, N: number, K: number, a: Float32Array, b: Float32Array, c: Float32Array): string | null {
+  const u = 2 ** -24;
+  const gamma = (K * u) / (1 - K * u);
+  for (let i = 0; i < M; i++) {
+    const exact = new Float64Array(N);
+    const mag = new Float64Array(N);
+    for (let k = 0; k < K; k++) {
+      const x = a[i * K + k];
+      for (let j = 0; j < N; j++) {
+        const p = x * b[k * N + j];
+        exact[j] += p;
+        mag[j] += Math.abs(p);
+      }
+    }
+    for (let j = 0; j < N; j++) {
+      const err = Math.abs(c[i * N + j] - exact[j]);
+      if (!(err <= 2 * gamma * mag[j] + 1e-30)) return `C[${i},${j}] = ${c[i * N + j]}, expected ${exact[j]} (|err| ${err} > ${2 * gamma * mag[j]})`;
+    }
+  }
+  return null;
+}

@@ -9,7 +9,7 @@
 //   4096     <= 4.9e-4
 // int8 GEMM: exact (int32 accumulation), for any int8 values including -128.
 import { matmul, matmulInt8, Tensor, _kernelImpls, IsaName } from '../../lib';
-import { SIZES, randomF32, randomI8 } from '../helpers';
+import { SIZES, randomF32, randomI8, rowsCheck } from '../helpers';
 
 const FISAS = _kernelImpls('sgemm') as IsaName[];
 const IISAS = _kernelImpls('igemm') as IsaName[];
@@ -38,29 +38,6 @@ function sgemmCheck(M: number, N: number, K: number, a: Float32Array, b: Float32
       }
       const err = Math.abs(c[i * N + j] - exact);
       if (!(err <= 2 * gamma * mag + 1e-30)) return `C[${i},${j}] = ${c[i * N + j]}, expected ${exact} (|err| ${err} > ${2 * gamma * mag})`;
-    }
-  }
-  return null;
-}
-
-/** sgemmCheck with the loops in the cache-friendly order (k outer) for wide B. */
-function rowsCheck(M: number, N: number, K: number, a: Float32Array, b: Float32Array, c: Float32Array): string | null {
-  const u = 2 ** -24;
-  const gamma = (K * u) / (1 - K * u);
-  for (let i = 0; i < M; i++) {
-    const exact = new Float64Array(N);
-    const mag = new Float64Array(N);
-    for (let k = 0; k < K; k++) {
-      const x = a[i * K + k];
-      for (let j = 0; j < N; j++) {
-        const p = x * b[k * N + j];
-        exact[j] += p;
-        mag[j] += Math.abs(p);
-      }
-    }
-    for (let j = 0; j < N; j++) {
-      const err = Math.abs(c[i * N + j] - exact[j]);
-      if (!(err <= 2 * gamma * mag[j] + 1e-30)) return `C[${i},${j}] = ${c[i * N + j]}, expected ${exact[j]} (|err| ${err} > ${2 * gamma * mag[j]})`;
     }
   }
   return null;

@@ -18,7 +18,7 @@ import {
 } from '../../lib';
 import { loadNative } from '../../lib/native/load';
 import { callNative } from '../../lib/ops/call';
-import { firstMismatch } from '../helpers';
+import { firstMismatch, rowsCheck } from '../helpers';
 
 // Cheap hash fills (the seeded generator is slow under jest for these sizes; gemm.test.ts does the same).
 const randomF32 = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => (((i + seed * 7919) * 2654435761) % 1999) / 999.5 - 1);
@@ -36,25 +36,6 @@ const PACKS = capabilities().isa === 'avx512';
 const SHAPES: Array<[number, number, number]> = [];
 for (const M of [1, 3, 17, 33, 127, 129]) for (const [K, N] of [[3, 17], [17, 129], [129, 33], [33, 127], [127, 1]]) SHAPES.push([M, K, N]);
 SHAPES.push([129, 1031, 200], [40, 520, 700], [20, 4, 1100]);
-
-/** fp32: |c - exact| <= 2 gamma_K sum |a b| (gemm.test.ts's table). */
-function f32Check(M: number, N: number, K: number, a: Float32Array, b: Float32Array, c: Float32Array): string | null {
-  const u = 2 ** -24;
-  const gamma = (K * u) / (1 - K * u);
-  for (let i = 0; i < M; i++) {
-    const exact = new Float64Array(N);
-    const mag = new Float64Array(N);
-    for (let k = 0; k < K; k++) {
-      const x = a[i * K + k];
-      for (let j = 0; j < N; j++) {
-        exact[j] += x * b[k * N + j];
-        mag[j] += Math.abs(x * b[k * N + j]);
-      }
-    }
-    for (let j = 0; j < N; j++) if (!(Math.abs(c[i * N + j] - exact[j]) <= 2 * gamma * mag[j] + 1e-30)) return `C[${i},${j}]`;
-  }
-  return null;
-}
 
 function sameBits(a: Float32Array, b: Float32Array): number {
   const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
@@ -103,7 +84,7 @@ describe.each(ISAS)('packed GEMMs, isa=%s', (isa) => {
       await native.denseF32(M, N, K, x, wf, null, pfy, isa, pf);
       // (the float64 check is slow under jest: run it where the packed kernel runs, on the smaller shapes; the
       // unpacked kernel it is bit-identical to is checked over every size in gemm.test.ts)
-      const check = isa === 'avx512' && M * K * N <= 300_000 ? f32Check(M, N, K, x, wf, pfy) : null;
+      const check = isa === 'avx512' && M * K * N <= 300_000 ? rowsCheck(M, N, K, x, wf, pfy) : null;
       expect([M, K, N, sameBits(pfy, uf), check]).toEqual([M, K, N, -1, null]);
     }
   });
