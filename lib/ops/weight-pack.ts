@@ -29,12 +29,22 @@
 import type { IsaName } from '../native/binding';
 import { loadNative } from '../native/load';
 
-/** The packed layouts: fp32 GEMM panels, int8 W8A8 (VNNI, +128 bias precomputed). */
+/**
+ * The packed layouts: fp32 GEMM panels, int8 W8A8 (VNNI, +128 bias precomputed).
+ * @example
+ * ```ts
+ * const kind: PackKind = 'w8a8';
+ * ```
+ */
 export type PackKind = 'f32' | 'w8a8';
 
 /**
  * Calls with fewer rows (M) than this never use or create packed weights (fp32: sgemm's small-M path reads B in
  * place up to 16 rows; int8: kept equal, so that batched decode does not double the weight memory).
+ * @example
+ * ```ts
+ * if (rows >= PACK_MIN_ROWS) console.log('this call uses (or makes) packed weights');
+ * ```
  */
 export const PACK_MIN_ROWS = 17;
 
