@@ -161,6 +161,13 @@ qk_status qk_cuda_memcpy_d2h(int device, void* dst, const void* src, size_t byte
   return QK_STATUS_OK;
 }
 
+qk_status qk_cuda_worker_sync(int device, char* err, size_t err_len) {
+  void* s = nullptr;
+  QK_ST_TRY(qk_cuda_worker_stream(device, &s, err, err_len));
+  QK_CU_TRY(cudaStreamSynchronize(static_cast<cudaStream_t>(s)), "cudaStreamSynchronize(worker stream)");
+  return QK_STATUS_OK;
+}
+
 int qk_cuda_device_has(int device, int feature) {
   qk_cuda_device_info info;
   if (qk_cuda_device_get_info(device, &info, nullptr, 0) != QK_STATUS_OK || !info.supported) return 0;

@@ -132,6 +132,10 @@ qk_status qk_cuda_get_memory_stats(int device, qk_cuda_memory_stats* out, char* 
 qk_status qk_cuda_memcpy_h2d(int device, void* dst, const void* host_src, size_t bytes, char* err, size_t err_len);
 qk_status qk_cuda_memcpy_d2h(int device, void* host_dst, const void* src, size_t bytes, char* err, size_t err_len);
 
+/* Waits for the work queued on the calling thread's worker stream of `device` (execution errors of earlier
+ * launches surface here as QK_STATUS_DEVICE). */
+qk_status qk_cuda_worker_sync(int device, char* err, size_t err_len);
+
 /* The run-time capability predicate (cuda/arch.h): 1 if `device` exists, this build runs on it and its compute
  * capability has `feature`, else 0. */
 enum {
@@ -172,6 +176,17 @@ qk_status qk_cuda_dense_w8a8(int device, const float* x, int64_t M, int64_t N, i
 qk_status qk_cuda_dense_fp8(int device, const float* x, int64_t M, int64_t N, int64_t K, float x_scale,
                             const uint8_t* w8, float w_scale, const float* bias, float* y, char* err,
                             size_t err_len);
+
+/* ---- float32 GEMM (cuda/gemm_f32.cu) ----------------------------------------------------------------------
+ * y[M, N] = x[M, K] @ w[K, N] + bias (bias may be NULL), float32 row-major, w in the Keras [in, out] layout.
+ * SIMT tiled GEMM (64 x 64 block tile, 4 x 4 outputs per thread, cuda/gemm_f32_tiling.cuh), every arch. Tolerance
+ * vs the CPU sgemm: float32 rounding in another summation order (fmaf over k in increasing order). M <= 4194240.
+ * Device pointers, enqueued on `stream` (NULL = per-thread default stream); the host version uploads, runs and
+ * downloads on the worker stream. */
+qk_status qk_cuda_dense_f32_dev(const float* x, int64_t M, int64_t N, int64_t K, const float* w, const float* bias,
+                                float* y, void* stream, char* err, size_t err_len);
+qk_status qk_cuda_dense_f32(int device, const float* x, int64_t M, int64_t N, int64_t K, const float* w,
+                            const float* bias, float* y, char* err, size_t err_len);
 
 /* ---- fused dequantize GEMM / GEMV for weight-only formats (cuda/wq_gemm.cu, cuda/wq_mma.cu) ---------------
  * y[M, N] = x[M, K] @ W_hat + bias with W_hat from the packed rows of cuda/wq_layout.cuh:

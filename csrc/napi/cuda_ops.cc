@@ -494,6 +494,218 @@ Napi::Value CudaBufferCopy(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// Optional buffer handle at info[i] (undefined / null -> nullptr).
+DeviceBufferHandle* optional_buffer(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return nullptr;
+  if (!info[i].IsExternal()) throw_invalid(info.Env(), std::string("Expected a CUDA buffer handle or null for ") + name);
+  return info[i].As<Napi::External<DeviceBufferHandle>>().Data();
+}
+
+// A live buffer of `device` holding at least `bytes` bytes (the resident-weight ops trust nothing else).
+void expect_buffer(Napi::Env env, const DeviceBufferHandle* h, int device, uint64_t bytes, const char* name) {
+  if (h == nullptr) throw_invalid(env, std::string("Expected a CUDA buffer for ") + name);
+  if (h->ptr == nullptr) throw_error(env, "QK_DISPOSED", std::string("Expected a live CUDA buffer for ") + name + " but it was disposed");
+  if (h->device != device) {
+    throw_invalid(env, std::string("Expected a buffer of CUDA device ") + std::to_string(device) + " for " + name +
+                           " but it lives on device " + std::to_string(h->device));
+  }
+  if (h->bytes < bytes) {
+    throw_shape(env, std::string("Expected at least ") + std::to_string(bytes) + " bytes in " + name + " but it holds " +
+                         std::to_string(h->bytes));
+  }
+}
+
+// cudaDenseF32(device, x, M, N, K, w: Float32Array [K, N], bias | null, y): the float32 SIMT GEMM, host arrays.
+Napi::Value CudaDenseF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dev = device_arg(info, 0);
+  View x = typed_array(info, 1, "x", {napi_float32_array});
+  const int64_t M = dim(info, 2, "M"), N = dim(info, 3, "N"), K = dim(info, 4, "K");
+  View w = typed_array(info, 5, "w", {napi_float32_array});
+  View b = optional_bias(info, 6, N);
+  View y = typed_array(info, 7, "y", {napi_float32_array});
+  expect_length(env, x, mul(env, M, K, "x"), "x");
+  expect_length(env, w, mul(env, K, N, "w"), "w");
+  expect_length(env, y, mul(env, M, N, "y"), "y");
+#ifdef QK_WITH_CUDA
+  const auto* xp = static_cast<const float*>(x.data);
+  const auto* wp = static_cast<const float*>(w.data);
+  const auto* bp = static_cast<const float*>(b.data);
+  auto* yp = static_cast<float*>(y.data);
+  return QK_CUDA_WORK(qk_cuda_dense_f32(dev, xp, M, N, K, wp, bp, yp, err, sizeof err), &x, &w, &b, &y);
+#else
+  (void)dev, (void)b;
+  not_built(env);
+#endif
+}
+
+// cudaRepackNk64(src, K, N, dst): the Keras [K, N] byte matrix in buffer src -> the NK64 layout of the 8-bit
+// Tensor-Core GEMMs in buffer dst (N * round_up(K, 64) bytes), on the worker stream; resolves when done.
+Napi::Value CudaRepackNk64(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DeviceBufferHandle* src = buffer_arg(info, 0);
+  const int64_t K = dim(info, 1, "K"), N = dim(info, 2, "N");
+  DeviceBufferHandle* dst = optional_buffer(info, 3, "dst");
+  if (K > 131071) throw_invalid(env, "Expected K <= 131071 for the 8-bit Tensor-Core GEMM but received " + std::to_string(K));
+  const int64_t kp = (K + 63) / 64 * 64;
+  expect_buffer(env, src, src->device, static_cast<uint64_t>(mul(env, K, N, "src")), "src");
+  expect_buffer(env, dst, src->device, static_cast<uint64_t>(mul(env, kp, N, "dst")), "dst");
+#ifdef QK_WITH_CUDA
+  View keep_src, keep_dst;
+  keep_src.value = info[0];
+  keep_dst.value = info[3];
+  src->busy.fetch_add(1);
+  dst->busy.fetch_add(1);
+  const int dev = src->device;
+  const auto* sp = static_cast<const uint8_t*>(src->ptr);
+  auto* dp = static_cast<uint8_t*>(dst->ptr);
+  return PromiseWorker::start(env, [=](std::string& msg) {
+    char err[512] = {0};
+    void* st = nullptr;
+    qk_status s = qk_cuda_worker_stream(dev, &st, err, sizeof err);
+    if (s == QK_STATUS_OK) s = qk_cuda_repack_nk64_dev(sp, K, N, dp, st, err, sizeof err);
+    if (s == QK_STATUS_OK) s = qk_cuda_worker_sync(dev, err, sizeof err);
+    src->busy.fetch_sub(1);
+    dst->busy.fetch_sub(1);
+    msg = err;
+    return s;
+  }, {&keep_src, &keep_dst});
+#else
+  (void)K, (void)N;
+  not_built(env);
+#endif
+}
+
+// cudaDenseResident(device, kind, x: Float32Array [M, K], M, N, K, w, scale | null, zero | null, gIdx | null,
+//                   bias | null, params: Float64Array [8], y: Float32Array [M, N])
+// A Dense forward with weights resident in device buffers (handles from cudaBufferAlloc): x is uploaded, the
+// kernel runs on the worker stream with the resident weights, y is downloaded. kind:
+//   0 float32: w float32 [K, N] (qk_cuda_dense_f32_dev)
+//   1 int8 W8A8: w NK64 int8, scale float32 [N]; params [lo, hi, eps] (qk_cuda_dense_w8a8_dev)
+//   2 float8 e4m3: w NK64 codes; params [xScale, wScale] (qk_cuda_dense_fp8_dev; compute capability 8.9+)
+//   3 weight-only packed (qk_cuda_dense_wq_dev, float32 activations): w the packed rows, scale float32 [G, N],
+//     zero [G, N] bytes, gIdx int32 [K] or null; params [bits, isSigned, group]
+Napi::Value CudaDenseResident(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dev = device_arg(info, 0);
+  const int64_t kind = dim(info, 1, "kind");
+  if (kind > 3) throw_invalid(env, "Expected a kind 0..3 for kind but received " + std::to_string(kind));
+  View x = typed_array(info, 2, "x", {napi_float32_array});
+  const int64_t M = dim(info, 3, "M"), N = dim(info, 4, "N"), K = dim(info, 5, "K");
+  DeviceBufferHandle* w = optional_buffer(info, 6, "w");
+  DeviceBufferHandle* sc = optional_buffer(info, 7, "scale");
+  DeviceBufferHandle* z = optional_buffer(info, 8, "zero");
+  DeviceBufferHandle* gi = optional_buffer(info, 9, "gIdx");
+  DeviceBufferHandle* b = optional_buffer(info, 10, "bias");
+  View params = typed_array(info, 11, "params", {napi_float64_array});
+  expect_length(env, params, 8, "params");
+  View y = typed_array(info, 12, "y", {napi_float32_array});
+  expect_length(env, x, mul(env, M, K, "x"), "x");
+  expect_length(env, y, mul(env, M, N, "y"), "y");
+  const double* pr = static_cast<const double*>(params.data);
+  const double p0 = pr[0], p1 = pr[1], p2 = pr[2];
+  if (b != nullptr) expect_buffer(env, b, dev, static_cast<uint64_t>(N) * 4, "bias");
+  int bits = 0, is_signed = 0;
+  int64_t group = 1;
+  switch (kind) {
+    case 0:
+      expect_buffer(env, w, dev, static_cast<uint64_t>(mul(env, mul(env, K, N, "w"), 4, "w")), "w");
+      break;
+    case 1:
+    case 2: {
+      if (K > 131071) throw_invalid(env, "Expected K <= 131071 for the 8-bit Tensor-Core GEMM but received " + std::to_string(K));
+      expect_buffer(env, w, dev, static_cast<uint64_t>(mul(env, (K + 63) / 64 * 64, N, "w")), "w");
+      if (kind == 1) {
+        expect_buffer(env, sc, dev, static_cast<uint64_t>(N) * 4, "scale");
+        if (p0 != std::floor(p0) || p1 != std::floor(p1) || p0 < -128 || p1 > 127 || p0 >= p1 || p1 <= 0) {
+          throw_invalid(env, "Expected integers -128 <= lo < hi <= 127 with hi > 0 for the activation valueRange");
+        }
+        if (!(p2 >= 0)) throw_invalid(env, "Expected a non-negative number for epsilon");
+      } else if (!(p0 > 0) || !(p1 > 0) || !std::isfinite(p0) || !std::isfinite(p1)) {
+        throw_invalid(env, "Expected positive finite numbers for xScale and wScale");
+      }
+      break;
+    }
+    default: {
+      if (!(p0 == 2 || p0 == 3 || p0 == 4 || p0 == 8) || !(p1 == 0 || p1 == 1) || (p1 == 1 && p0 != 4)) {
+        throw_invalid(env, "Expected bits 2, 3, 4 or 8 (4 for signed int4) and isSigned 0 or 1 in params");
+      }
+      bits = static_cast<int>(p0);
+      is_signed = static_cast<int>(p1);
+      if (!(p2 >= 1) || p2 != std::floor(p2) || p2 > 9007199254740991.0) throw_invalid(env, "Expected a group size >= 1 in params");
+      group = static_cast<int64_t>(p2);
+      const int64_t G = K == 0 ? 0 : (K + group - 1) / group;
+      expect_buffer(env, w, dev, static_cast<uint64_t>(mul(env, K, (bits * N + 7) / 8, "w")), "w");
+      expect_buffer(env, sc, dev, static_cast<uint64_t>(mul(env, mul(env, G, N, "scale"), 4, "scale")), "scale");
+      expect_buffer(env, z, dev, static_cast<uint64_t>(mul(env, G, N, "zero")), "zero");
+      if (gi != nullptr) expect_buffer(env, gi, dev, static_cast<uint64_t>(K) * 4, "gIdx");
+    }
+  }
+#ifdef QK_WITH_CUDA
+  // g_idx entries were checked against [0, G) when they were uploaded (lib/cuda/resident.ts).
+  View keep[5];
+  DeviceBufferHandle* hs[5] = {w, sc, z, gi, b};
+  for (int i = 0; i < 5; ++i) {
+    if (hs[i] == nullptr) continue;
+    keep[i].value = info[6 + i];
+    hs[i]->busy.fetch_add(1);
+  }
+  const auto* xp = static_cast<const float*>(x.data);
+  auto* yp = static_cast<float*>(y.data);
+  const void* wp = w->ptr;
+  const void* sp = sc != nullptr ? sc->ptr : nullptr;
+  const void* zp = z != nullptr ? z->ptr : nullptr;
+  const void* gp = gi != nullptr ? gi->ptr : nullptr;
+  const void* bp = b != nullptr ? b->ptr : nullptr;
+  const int kd = static_cast<int>(kind);
+  return PromiseWorker::start(env, [=](std::string& msg) {
+    char err[512] = {0};
+    void* dx = nullptr;
+    void* dy = nullptr;
+    void* st = nullptr;
+    const auto* bf = static_cast<const float*>(bp);
+    qk_status s = qk_cuda_worker_stream(dev, &st, err, sizeof err);
+    if (s == QK_STATUS_OK) s = qk_cuda_malloc(dev, static_cast<size_t>(M * K) * 4, &dx, err, sizeof err);
+    if (s == QK_STATUS_OK) s = qk_cuda_malloc(dev, static_cast<size_t>(M * N) * 4, &dy, err, sizeof err);
+    if (s == QK_STATUS_OK) s = qk_cuda_memcpy_h2d(dev, dx, xp, static_cast<size_t>(M * K) * 4, err, sizeof err);
+    if (s == QK_STATUS_OK) {
+      auto* xd = static_cast<const float*>(dx);
+      auto* yd = static_cast<float*>(dy);
+      switch (kd) {
+        case 0:
+          s = qk_cuda_dense_f32_dev(xd, M, N, K, static_cast<const float*>(wp), bf, yd, st, err, sizeof err);
+          break;
+        case 1:
+          s = qk_cuda_dense_w8a8_dev(xd, M, N, K, static_cast<const uint8_t*>(wp), static_cast<const float*>(sp), bf,
+                                     static_cast<float>(p0), static_cast<float>(p1), static_cast<float>(p2), yd, st, err,
+                                     sizeof err);
+          break;
+        case 2:
+          s = qk_cuda_dense_fp8_dev(xd, M, N, K, static_cast<float>(p0), static_cast<const uint8_t*>(wp),
+                                    static_cast<float>(p1), bf, yd, st, err, sizeof err);
+          break;
+        default:
+          s = qk_cuda_dense_wq_dev(QK_CUDA_F32, xd, M, N, K, static_cast<const uint8_t*>(wp), bits, is_signed,
+                                   static_cast<const float*>(sp), static_cast<const uint8_t*>(zp), group,
+                                   static_cast<const int32_t*>(gp), bf, yd, QK_CUDA_WQ_AUTO, st, err, sizeof err);
+      }
+    }
+    if (s == QK_STATUS_OK) s = qk_cuda_memcpy_d2h(dev, yp, dy, static_cast<size_t>(M * N) * 4, err, sizeof err);
+    if (s != QK_STATUS_OK) qk_cuda_worker_sync(dev, nullptr, 0);  // nothing queued may still use dx / dy
+    if (dx != nullptr) qk_cuda_free(dev, dx, nullptr, 0);
+    if (dy != nullptr) qk_cuda_free(dev, dy, nullptr, 0);
+    for (DeviceBufferHandle* h : hs) {
+      if (h != nullptr) h->busy.fetch_sub(1);
+    }
+    msg = err;
+    return s;
+  }, {&x, &y, &keep[0], &keep[1], &keep[2], &keep[3], &keep[4]});
+#else
+  (void)gi, (void)bits, (void)is_signed, (void)group, (void)p0, (void)p1, (void)p2;
+  not_built(env);
+#endif
+}
+
 // cudaMemoryStats(device) -> { inUseBytes, cachedBytes, backendAllocs, cacheHits }; cudaEmptyCache(device).
 Napi::Value CudaMemoryStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -558,6 +770,9 @@ void register_cuda_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaBufferCopy", Napi::Function::New(env, CudaBufferCopy, "cudaBufferCopy"));
   exports.Set("cudaMemoryStats", Napi::Function::New(env, CudaMemoryStats, "cudaMemoryStats"));
   exports.Set("cudaEmptyCache", Napi::Function::New(env, CudaEmptyCache, "cudaEmptyCache"));
+  exports.Set("cudaDenseF32", Napi::Function::New(env, CudaDenseF32, "cudaDenseF32"));
+  exports.Set("cudaRepackNk64", Napi::Function::New(env, CudaRepackNk64, "cudaRepackNk64"));
+  exports.Set("cudaDenseResident", Napi::Function::New(env, CudaDenseResident, "cudaDenseResident"));
   exports.Set("cudaDeviceHas", Napi::Function::New(env, CudaDeviceHas, "cudaDeviceHas"));
 }
 

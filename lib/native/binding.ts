@@ -33,6 +33,8 @@ export interface NativeCudaInfo {
     computeCapability: string;
     totalMemory: number;
     multiProcessorCount: number;
+    /** True when this build has code the device can run (compute capability 7.5+). */
+    supported: boolean;
   }>;
 }
 
@@ -215,6 +217,14 @@ export interface NativeBinding {
   cudaMemoryStats(device: number): { inUseBytes: number; cachedBytes: number; backendAllocs: number; cacheHits: number };
   cudaEmptyCache(device: number): void;
   cudaDeviceHas(device: number, feature: number): boolean;
+  // Float32 GEMM (host arrays) and Dense forwards with device-resident weights (lib/cuda/resident.ts).
+  cudaDenseF32(device: number, x: Float32Array, M: number, N: number, K: number, w: Float32Array, bias: Float32Array | null, y: Float32Array): Promise<void>;
+  cudaRepackNk64(src: NativeCudaBuffer, K: number, N: number, dst: NativeCudaBuffer): Promise<void>;
+  cudaDenseResident(
+    device: number, kind: number, x: Float32Array, M: number, N: number, K: number, w: NativeCudaBuffer,
+    scale: NativeCudaBuffer | null, zero: NativeCudaBuffer | null, gIdx: NativeCudaBuffer | null, bias: NativeCudaBuffer | null,
+    params: Float64Array, y: Float32Array,
+  ): Promise<void>;
 }
 
 /** Opaque handle of a device allocation (a native External). */

@@ -52,6 +52,22 @@ export interface CudaDenseOptions {
 }
 
 /**
+ * float32 Dense on the device (the SIMT tiled GEMM of cuda/gemm_f32.cu): `x` [M, K], `w` [K, N] (Keras layout),
+ * optional bias [N]; returns y [M, N]. Matches the CPU float Dense to float32 rounding (another summation order).
+ * @example
+ * ```ts
+ * const y = await cudaDenseF32(x, w, M, N, K, { bias });
+ * ```
+ */
+export async function cudaDenseF32(x: Float32Array, w: Float32Array, M: number, N: number, K: number, options: CudaDenseOptions = {}): Promise<Float32Array> {
+  const device = options.device ?? 0;
+  ready(device);
+  const y = new Float32Array(M * N);
+  await callNative((n) => n.cudaDenseF32(device, x, M, N, K, w, options.bias ?? null, y));
+  return y;
+}
+
+/**
  * int8 W8A8 Dense on Tensor Cores, bit-exact with the CPU `dense_w8a8`: `x` float32 [M, K], `w` int8 [K, N],
  * `wScale` [N] multipliers; returns y float32 [M, N].
  * @example

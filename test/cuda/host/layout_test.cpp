@@ -3,6 +3,7 @@
 // against (csrc/kernels/ref/dense_int8_ref.cpp, dense_float_ref.cpp, dense_gptq_ref.cpp). Prints one line per
 // check ("ok <name>" / "FAIL <name>: ...") and exits non-zero on any failure.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -16,6 +17,7 @@
 
 #include "arch.h"
 #include "caching_allocator.h"
+#include "gemm_f32_tiling.cuh"
 #include "gemm_tiling.cuh"
 #include "mma_layout.cuh"
 #include "qk/kernels.h"
@@ -1165,6 +1167,151 @@ static void test_allocator() {
         "capability predicate");
 }
 
+// ---- float32 SIMT GEMM (gemm_f32_tiling.cuh) -------------------------------------------------------------------
+// Max number of distinct 4-byte words that the lanes of one warp access in the same bank (1 = conflict-free).
+static int bank_degree(const std::vector<int>& word_offsets) {
+  std::map<int, std::set<int>> banks;
+  for (int o : word_offsets) banks[o % 32].insert(o);
+  int worst = 0;
+  for (auto& b : banks) worst = std::max(worst, static_cast<int>(b.second.size()));
+  return worst;
+}
+
+static void test_sgemm() {
+  namespace sg = qk::sgemm;
+  // Coverage: the loads cover each tile element exactly once, the threads own each output exactly once.
+  std::vector<int> ca(sg::kBM * sg::kBK, 0), cb(sg::kBK * sg::kBN, 0), co(sg::kBM * sg::kBN, 0);
+  for (int t = 0; t < sg::kThreads; ++t) {
+    for (int r = 0; r < sg::kLoadsA; ++r) {
+      const sg::RC e = sg::a_load(t, r);
+      if (e.row >= 0 && e.row < sg::kBM && e.col >= 0 && e.col < sg::kBK) ++ca[e.row * sg::kBK + e.col];
+    }
+    for (int r = 0; r < sg::kLoadsB; ++r) {
+      const sg::RC e = sg::b_load(t, r);
+      if (e.row >= 0 && e.row < sg::kBK && e.col >= 0 && e.col < sg::kBN) ++cb[e.row * sg::kBN + e.col];
+    }
+    for (int i = 0; i < sg::kTM; ++i)
+      for (int j = 0; j < sg::kTN; ++j) {
+        const int r = sg::out_row(t, i), c = sg::out_col(t, j);
+        if (r >= 0 && r < sg::kBM && c >= 0 && c < sg::kBN) ++co[r * sg::kBN + c];
+      }
+  }
+  auto all_one = [](const std::vector<int>& v) { return std::all_of(v.begin(), v.end(), [](int x) { return x == 1; }); };
+  check(all_one(ca), "sgemm A-tile loads cover the tile once");
+  check(all_one(cb), "sgemm B-tile loads cover the tile once");
+  check(all_one(co), "sgemm thread outputs cover the block tile once");
+  // Shared-memory slots are distinct and inside the arrays.
+  std::set<int> sa, sb;
+  bool inside = true;
+  for (int r = 0; r < sg::kBM; ++r)
+    for (int k = 0; k < sg::kBK; ++k) {
+      const int o = sg::a_smem(r, k);
+      inside = inside && o >= 0 && o < sg::kSmemAFloats;
+      sa.insert(o);
+    }
+  for (int k = 0; k < sg::kBK; ++k)
+    for (int c = 0; c < sg::kBN; ++c) {
+      const int o = sg::b_smem(k, c);
+      inside = inside && o >= 0 && o < sg::kSmemBFloats;
+      sb.insert(o);
+    }
+  check(inside && sa.size() == static_cast<size_t>(sg::kBM * sg::kBK) && sb.size() == static_cast<size_t>(sg::kBK * sg::kBN),
+        "sgemm shared-memory slots are distinct and in bounds");
+  // Bank conflicts per warp: stores of A at most 2-way (the k-major transpose), stores of B and every read of the
+  // multiply loop conflict-free.
+  int worst_as = 0, worst_bs = 0, worst_ar = 0, worst_br = 0;
+  for (int wbase = 0; wbase < sg::kThreads; wbase += 32) {
+    for (int r = 0; r < sg::kLoadsA; ++r) {
+      std::vector<int> v;
+      for (int l = 0; l < 32; ++l) { const sg::RC e = sg::a_load(wbase + l, r); v.push_back(sg::a_smem(e.row, e.col)); }
+      worst_as = std::max(worst_as, bank_degree(v));
+    }
+    for (int r = 0; r < sg::kLoadsB; ++r) {
+      std::vector<int> v;
+      for (int l = 0; l < 32; ++l) { const sg::RC e = sg::b_load(wbase + l, r); v.push_back(sg::b_smem(e.row, e.col)); }
+      worst_bs = std::max(worst_bs, bank_degree(v));
+    }
+    for (int k = 0; k < sg::kBK; ++k) {
+      for (int i = 0; i < sg::kTM; ++i) {
+        std::vector<int> v;
+        for (int l = 0; l < 32; ++l) v.push_back(sg::a_smem(sg::out_row(wbase + l, i), k));
+        worst_ar = std::max(worst_ar, bank_degree(v));
+      }
+      for (int j = 0; j < sg::kTN; ++j) {
+        std::vector<int> v;
+        for (int l = 0; l < 32; ++l) v.push_back(sg::b_smem(k, sg::out_col(wbase + l, j)));
+        worst_br = std::max(worst_br, bank_degree(v));
+      }
+    }
+  }
+  check(worst_as <= 2 && worst_bs == 1 && worst_ar == 1 && worst_br == 1, "sgemm shared-memory bank conflicts",
+        "A store " + std::to_string(worst_as) + ", B store " + std::to_string(worst_bs) + ", A read " +
+            std::to_string(worst_ar) + ", B read " + std::to_string(worst_br));
+  // Host model of the kernel: every block, every thread, through the functions above; must be bit-identical to a
+  // direct fmaf-over-k-in-order computation (zero padding is inert) and close to a double-precision product.
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> U(-1.f, 1.f);
+  const int shapes[][3] = {{1, 1, 1}, {1, 70, 33}, {5, 64, 16}, {64, 64, 64}, {67, 130, 45}, {3, 17, 200}};
+  for (const auto& sh : shapes) {
+    const int64_t M = sh[0], N = sh[1], K = sh[2];
+    std::vector<float> x(M * K), wv(K * N), bias(N), y(M * N, -1.f);
+    for (auto& v : x) v = U(rng);
+    for (auto& v : wv) v = U(rng);
+    for (auto& v : bias) v = U(rng);
+    std::vector<float> as(sg::kSmemAFloats), bs(sg::kSmemBFloats);
+    for (int64_t bm = 0; bm < sg::blocks_m(M); ++bm)
+      for (int64_t bn = 0; bn < sg::blocks_n(N); ++bn) {
+        const int64_t m0 = bm * sg::kBM, n0 = bn * sg::kBN;
+        std::vector<std::array<std::array<float, sg::kTN>, sg::kTM>> acc(sg::kThreads);
+        for (auto& a : acc) for (auto& r : a) r.fill(0.f);
+        for (int64_t k0 = 0; k0 < K; k0 += sg::kBK) {
+          for (int t = 0; t < sg::kThreads; ++t) {
+            for (int r = 0; r < sg::kLoadsA; ++r) {
+              const sg::RC e = sg::a_load(t, r);
+              const int64_t gm = m0 + e.row, gk = k0 + e.col;
+              as[sg::a_smem(e.row, e.col)] = (gm < M && gk < K) ? x[gm * K + gk] : 0.f;
+            }
+            for (int r = 0; r < sg::kLoadsB; ++r) {
+              const sg::RC e = sg::b_load(t, r);
+              const int64_t gk = k0 + e.row, gn = n0 + e.col;
+              bs[sg::b_smem(e.row, e.col)] = (gk < K && gn < N) ? wv[gk * N + gn] : 0.f;
+            }
+          }
+          for (int t = 0; t < sg::kThreads; ++t) {
+            float a[sg::kTM][sg::kTN];
+            for (int i = 0; i < sg::kTM; ++i) for (int j = 0; j < sg::kTN; ++j) a[i][j] = acc[t][i][j];
+            sg::mac_tile(as.data(), bs.data(), t, a);
+            for (int i = 0; i < sg::kTM; ++i) for (int j = 0; j < sg::kTN; ++j) acc[t][i][j] = a[i][j];
+          }
+        }
+        for (int t = 0; t < sg::kThreads; ++t)
+          for (int i = 0; i < sg::kTM; ++i)
+            for (int j = 0; j < sg::kTN; ++j) {
+              const int64_t gm = m0 + sg::out_row(t, i), gn = n0 + sg::out_col(t, j);
+              if (gm < M && gn < N) y[gm * N + gn] = acc[t][i][j] + bias[gn];
+            }
+      }
+    bool exact = true;
+    double worst = 0;
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        float s = 0.f;
+        double d = 0, mag = 0;
+        for (int64_t k = 0; k < K; ++k) {
+          s = std::fma(x[i * K + k], wv[k * N + j], s);
+          d += static_cast<double>(x[i * K + k]) * wv[k * N + j];
+          mag += std::fabs(static_cast<double>(x[i * K + k]) * wv[k * N + j]);
+        }
+        const float ref = s + bias[j];
+        exact = exact && std::memcmp(&ref, &y[i * N + j], 4) == 0;
+        worst = std::max(worst, std::fabs(y[i * N + j] - (d + bias[j])) / (mag + std::fabs(bias[j]) + 1e-30));
+      }
+    const std::string shape = std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K);
+    check(exact, "sgemm block model bit-identical to in-order fmaf, " + shape);
+    check(worst < 1e-5, "sgemm block model vs double, " + shape, "relative error " + std::to_string(worst));
+  }
+}
+
 int main() {
   test_ptx_figures();
   test_bijections();
@@ -1177,6 +1324,7 @@ int main() {
   test_wq_mma_block();
   test_gptq_device();
   test_allocator();
+  test_sgemm();
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }
