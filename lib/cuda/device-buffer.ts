@@ -74,6 +74,15 @@ export class DeviceBuffer {
     return this.#handle !== null;
   }
 
+  /**
+   * The native handle, for the ops that read resident device memory (lib/cuda/resident.ts).
+   * @internal
+   * @throws DisposedError after {@link dispose}
+   */
+  _native(): NativeCudaBuffer {
+    return this.handle();
+  }
+
   private handle(): NativeCudaBuffer {
     if (this.#handle === null) throw new DisposedError('Expected a live DeviceBuffer but it was disposed');
     return this.#handle;

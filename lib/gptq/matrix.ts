@@ -67,8 +67,15 @@ export function checkGptqDevice(device: GptqDevice | undefined): void {
   }
 }
 
-/** The CUDA device index of a {@link GptqDevice} (undefined for the CPU). */
-function cudaIndex(device: GptqDevice | undefined): number | undefined {
+/**
+ * The CUDA device index of a {@link GptqDevice} (undefined for the CPU); InvalidArgumentError for anything but
+ * 'cpu', 'cuda' or 'cuda:<index>'. Shared with `Layer.to()` / `Model.to()`.
+ * @example
+ * ```ts
+ * cudaIndex('cuda:1'); // 1
+ * ```
+ */
+export function cudaIndex(device: GptqDevice | undefined): number | undefined {
   if (device === undefined || device === 'cpu') return undefined;
   if (device === 'cuda') return 0;
   const m = typeof device === 'string' ? /^cuda:(\d{1,4})$/.exec(device) : null;

@@ -8,7 +8,7 @@
  */
 import { InvalidArgumentError, ShapeMismatchError } from '../errors';
 import { matmulInt8 } from '../ops/matmul';
-import { denseForward, DenseWeights } from '../ops/dense';
+import { ActivationQuant, denseForward, DenseWeights } from '../ops/dense';
 import { packInt4, unpackInt4 } from '../ops/pack';
 import {
   AbsMaxQuantizer,
@@ -144,18 +144,28 @@ export function projectQuantized(
   inputsQuantizer: Quantizer | null,
   float8InputScale: number | null = null,
 ): Promise<Tensor<'float32'>> {
-  const grouped = state.mode === 'int4' && state.blockSize !== null;
-  const usesActivations = (state.mode === 'int8' || (state.mode === 'int4' && !grouped)) && inputsQuantizer !== null;
-  if (!usesActivations || isPlainAbsMax(inputsQuantizer)) {
+  const act = activationQuantOf(state, inputsQuantizer);
+  if (act !== 'custom') {
     // The native fused kernels: the promise of denseForward is returned as is (not awaited in an async function,
     // which would add promise hops to every layer call).
-    const act = usesActivations
-      ? { valueRange: (inputsQuantizer as AbsMaxQuantizer).valueRange as [number, number], epsilon: (inputsQuantizer as AbsMaxQuantizer).epsilon }
-      : null;
     const inputScale = state.mode === 'float8' && float8InputScale !== null ? float8InputScale : undefined;
     return denseForward(x2d, denseWeights(state), cols, bias, { activation: act, inputScale });
   }
   return projectGeneric(x2d, state, cols, bias, inputsQuantizer as Quantizer);
+}
+
+/**
+ * How a state's forward quantizes activations: null (weight-only: grouped int4, float8, or no activation
+ * quantizer), the abs-max parameters of a plain `AbsMaxQuantizer` (the fused native kernels), or 'custom' (a
+ * user-defined quantizer: the generic path).
+ */
+export function activationQuantOf(state: QuantState, inputsQuantizer: Quantizer | null): ActivationQuant | null | 'custom' {
+  const grouped = state.mode === 'int4' && state.blockSize !== null;
+  const usesActivations = (state.mode === 'int8' || (state.mode === 'int4' && !grouped)) && inputsQuantizer !== null;
+  if (!usesActivations) return null;
+  if (!isPlainAbsMax(inputsQuantizer)) return 'custom';
+  const q = inputsQuantizer as AbsMaxQuantizer;
+  return { valueRange: q.valueRange as [number, number], epsilon: q.epsilon };
 }
 
 /** Generic path for a user-defined activation quantizer (always called with axis -1, as Keras does). */

@@ -20,6 +20,7 @@ import {
   QUANTIZATION_MODES,
   validateAndResolveConfig,
 } from '../quantizers';
+import { checkCudaDevice, Device, deviceName, parseDevice } from '../cuda/resident';
 import { Tensor, describe } from '../tensor';
 import { Variable } from './variable';
 
@@ -89,6 +90,8 @@ export abstract class Layer {
   quantizationConfig: QuantizationConfig | null = null;
   /** Set by {@link Layer.dispose}. */
   protected _disposed = false;
+  /** CUDA device index holding this layer's weights; null = host memory. @internal */
+  _deviceIndex: number | null = null;
 
   constructor(options: LayerOptions = {}) {
     if (options.name !== undefined && (typeof options.name !== 'string' || options.name.length === 0 || options.name.includes('/'))) {
@@ -395,11 +398,97 @@ export abstract class Layer {
     for (const [, child] of this.savableChildren()) child.dispose();
   }
 
+  /**
+   * Where this layer's weights live: 'cpu', or 'cuda:<index>' after {@link Layer.to}. Layers without a device
+   * implementation (everything but Dense today) report 'cpu' and keep computing on the host.
+   * @example
+   * ```ts
+   * await dense.to('cuda');
+   * dense.device; // 'cuda:0'
+   * ```
+   */
+  get device(): string {
+    return deviceName(this._deviceIndex);
+  }
+
+  /**
+   * Moves the weights of this layer and its sub-layers to `device` ('cpu', 'cuda' = 'cuda:0', 'cuda:<index>').
+   * On a CUDA device each Dense layer keeps its weights in device memory in their storage format (float32, int8,
+   * int4, float8, GPTQ) and runs its projection there; activations stay in host memory (each call uploads its
+   * input and downloads its output). `to('cpu')` frees the device memory. Quantizing, loading or assigning
+   * weights while on a device re-uploads them at the next call. On failure nothing moves.
+   * @throws InvalidArgumentError for a bad device string; UnsupportedError (`QK_UNSUPPORTED`) when the device is
+   *   not usable (built without CUDA, no driver, no device), saying how to fix it; OutOfMemoryError
+   * @example
+   * ```ts
+   * await dense.to('cuda');
+   * const y = await dense.apply(x); // the GEMM runs on the GPU
+   * await dense.to('cpu');
+   * ```
+   */
+  async to(device: Device): Promise<this> {
+    if (this._disposed) throw this.disposedError('to()');
+    const index = parseDevice(device);
+    if (index !== null) checkCudaDevice(index);
+    await placeLayers(collectLayers(this), index);
+    return this;
+  }
+
+  /**
+   * Moves this layer's own weights (not its sub-layers') to device `index` (null = host); returns whether the layer
+   * has a device implementation (false: it stays on the host). The base class has none.
+   * @internal
+   */
+  async _placeOwnWeights(index: number | null): Promise<boolean> {
+    void index;
+    return false;
+  }
+
   /** Hook of {@link Layer.dispose}: drop state held outside the tracked variables (quantized/runtime forms). */
   protected releaseState(): void {}
 
   /** A short description. */
   toString(): string {
     return `<${this.constructor.name} name=${this.name}, built=${this.built}>`;
+  }
+}
+
+/** A layer and its sub-layers (depth first, each once). @internal */
+export function collectLayers(root: Layer): Layer[] {
+  const out: Layer[] = [];
+  const seen = new Set<Layer>();
+  const visit = (l: Layer): void => {
+    if (seen.has(l)) return;
+    seen.add(l);
+    out.push(l);
+    for (const [, c] of l.savableChildren()) visit(c);
+  };
+  visit(root);
+  return out;
+}
+
+/**
+ * Moves every layer of `layers` to device `index`; if one fails, the ones already moved go back where they were.
+ * @internal
+ */
+export async function placeLayers(layers: readonly Layer[], index: number | null): Promise<void> {
+  const moved: Array<[Layer, number | null]> = [];
+  try {
+    for (const l of layers) {
+      const prev = l._deviceIndex;
+      const has = await l._placeOwnWeights(index);
+      moved.push([l, prev]);
+      l._deviceIndex = has ? index : null;
+    }
+  } catch (err) {
+    for (const [l, prev] of moved.reverse()) {
+      try {
+        await l._placeOwnWeights(prev);
+      } catch {
+        /* best effort; the original error is what the caller needs */
+      }
+      l._deviceIndex = prev;
+    }
+    throw err;
   }
 }

@@ -11,7 +11,8 @@ import { serializeDTypePolicy } from '../dtype-policies';
 import { InvalidArgumentError, ShapeMismatchError, UnsupportedError } from '../errors';
 import { Dense } from '../layers/dense';
 import { EinsumDense } from '../layers/einsum';
-import { Layer, LayerOptions } from '../layers/layer';
+import { Layer, LayerOptions, placeLayers } from '../layers/layer';
+import { checkCudaDevice, cudaEmulated, Device, parseDevice } from '../cuda/resident';
 import { Variable } from '../layers/variable';
 import { GPTQConfig, QuantizationConfig, validateAndResolveConfig } from '../quantizers';
 import { _pyRepr } from '../quantizers/registry';
@@ -819,7 +820,7 @@ export class Model extends Layer {
           report,
           targets,
           ...structure,
-          run: { onProgress: onProgress ?? null, signal: signal ?? null, trueSequential, seed, device },
+          run: { onProgress: onProgress ?? null, signal: signal ?? null, trueSequential, seed, device: device ?? this.gptqDefaultDevice() },
         });
         changed = report.numQuantized > 0;
       }
@@ -871,6 +872,38 @@ export class Model extends Layer {
       },
       { evenIfDisposed: true },
     );
+  }
+
+  /**
+   * Moves the weights of every layer to `device` ('cpu', 'cuda' = 'cuda:0', 'cuda:<index>'); exclusive like
+   * `quantize()` (waits for calls in flight). On a CUDA device the Dense projections (float32, int8, int4, float8 and
+   * GPTQ weights, in their storage format) run on the GPU with device-resident weights; activations, embeddings,
+   * norms and attention stay on the host in this version. `quantize()` on a model on a CUDA device re-uploads the
+   * new weights, and GPTQ runs its Hessians and sweep on that device unless `device` says otherwise. On failure
+   * (e.g. out of device memory) nothing moves.
+   * @throws InvalidArgumentError for a bad device string; UnsupportedError (`QK_UNSUPPORTED`) when the device is
+   *   not usable, saying why (built without CUDA, no driver, no device) and how to fix it
+   * @example
+   * ```ts
+   * await model.to('cuda');
+   * model.device;                           // 'cuda:0'
+   * const out = await model.generate('Once upon a time', { maxNewTokens: 16 });
+   * await model.to('cpu');                  // frees the device memory
+   * ```
+   */
+  override async to(device: Device): Promise<this> {
+    const index = parseDevice(device);
+    if (index !== null) checkCudaDevice(index);
+    await this.gate.write('to()', async () => {
+      await placeLayers(this.flattenLayers({ includeSelf: false }), index);
+      this._deviceIndex = index;
+    });
+    return this;
+  }
+
+  /** GPTQ's device when quantize() names none: the model's CUDA device (not the emulated one), else the CPU. */
+  private gptqDefaultDevice(): GptqDevice | undefined {
+    return this._deviceIndex !== null && !cudaEmulated() ? `cuda:${this._deviceIndex}` : undefined;
   }
 
   /** Hook of {@link Model.dispose} for model-level state (e.g. a tokenizer); the base drops the quantization report. */

@@ -1,0 +1,147 @@
+// Layer.to() / Model.to() on the host (runs in CI, no GPU):
+//  * device strings are validated (QK_INVALID_ARGUMENT), and without a usable device to('cuda') rejects with
+//    QK_UNSUPPORTED saying why and how to fix it, leaving everything on the CPU;
+//  * with QK_CUDA_EMULATE=1 (an emulated device: host memory + the CPU kernels) the plumbing of to('cuda') ->
+//    predict / generate -> quantize / assign on the device -> to('cpu') runs end to end. This is plumbing
+//    coverage only: the emulated device runs the CPU kernels, so results must be bit-identical to the CPU, and no
+//    CUDA kernel is exercised (test/cuda/to-device.test.ts does that on a real device).
+import * as path from 'path';
+import {
+  AbsMaxQuantizer, cudaAvailable, Dense, Int4QuantizationConfig, Int8QuantizationConfig, LlamaCausalLM, Quantizer,
+  Sequential, Tensor, capabilities,
+} from '../../lib';
+import { randomF32 } from '../helpers';
+
+const MODEL = path.join(__dirname, '..', '..', 'models', 'stories260K', 'stories260K.bin');
+
+function dense(units: number, inDim: number, seed: number): Dense {
+  const d = new Dense({ units, seed, biasInitializer: 'ones' });
+  d.build([null, inDim]);
+  return d;
+}
+
+async function run(layer: Dense, x: Tensor): Promise<Float32Array> {
+  return ((await layer.apply(x)) as Tensor<'float32'>).data;
+}
+
+describe('device strings and devices that are not there', () => {
+  test.each([['gpu'], ['cuda:x'], ['cuda:-1'], ['CUDA'], ['cuda:'], [5], [null], [undefined]])('%p -> QK_INVALID_ARGUMENT', async (bad) => {
+    const d = dense(4, 8, 1);
+    await expect(d.to(bad as never)).rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT' });
+    const m = new Sequential({ layers: [dense(4, 8, 2)] });
+    await expect(m.to(bad as never)).rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT' });
+    expect(d.device).toBe('cpu');
+  });
+
+  (cudaAvailable() ? test.skip : test)("to('cuda') without a device: QK_UNSUPPORTED with the reason and the fix", async () => {
+    const d = dense(4, 8, 3);
+    const c = capabilities().cuda;
+    const err = await d.to('cuda').catch((e: unknown) => e as { code: string; message: string });
+    expect(err).toMatchObject({ code: 'QK_UNSUPPORTED' });
+    if (!c.compiled) {
+      expect(err.message).toMatch(/built without CUDA/);
+      expect(err.message).toMatch(/QK_CUDA=on/);
+    } else {
+      expect(err.message).toMatch(/no usable CUDA driver or device|no CUDA device found/);
+      expect(err.message).toMatch(/NVIDIA driver/);
+    }
+    expect(d.device).toBe('cpu');
+    const m = new Sequential({ layers: [dense(4, 8, 4)] });
+    await expect(m.to('cuda:1')).rejects.toMatchObject({ code: 'QK_UNSUPPORTED' });
+    expect(m.device).toBe('cpu');
+    // to('cpu') is always fine
+    await expect(d.to('cpu')).resolves.toBe(d);
+  });
+});
+
+describe('the emulated device (QK_CUDA_EMULATE=1): plumbing of to() -> predict / generate -> to(cpu)', () => {
+  const saved = process.env.QK_CUDA_EMULATE;
+  beforeAll(() => {
+    process.env.QK_CUDA_EMULATE = '1';
+  });
+  afterAll(() => {
+    if (saved === undefined) delete process.env.QK_CUDA_EMULATE;
+    else process.env.QK_CUDA_EMULATE = saved;
+  });
+
+  const modes: Array<[string, (d: Dense) => Promise<void>]> = [
+    ['float32', async () => undefined],
+    ['int8 W8A8', (d) => d.quantize('int8')],
+    ['int8 weight-only', (d) => d.quantize('int8', { config: new Int8QuantizationConfig({ activationQuantizer: null }) })],
+    ['int4 per-channel', (d) => d.quantize('int4', { config: new Int4QuantizationConfig({ blockSize: -1 }) })],
+    ['int4 per-channel W4A8', (d) => d.quantize('int4', { config: new Int4QuantizationConfig({ blockSize: -1, activationQuantizer: new AbsMaxQuantizer() }) })],
+    ['int4 grouped', (d) => d.quantize('int4', { config: new Int4QuantizationConfig({ blockSize: 16 }) })],
+    ['float8', (d) => d.quantize('float8')],
+  ];
+  test.each(modes)('%s Dense: the same result on cuda:0 and after to(cpu)', async (_name, prepare) => {
+    const d = dense(24, 40, 11);
+    await prepare(d);
+    const x = new Tensor('float32', [3, 5, 40], randomF32(600, 5));
+    const cpu = await run(d, x);
+    await expect(d.to('cuda')).resolves.toBe(d);
+    expect(d.device).toBe('cuda:0');
+    const dev = await run(d, x);
+    expect(Array.from(dev)).toEqual(Array.from(cpu));
+    await d.to('cpu');
+    expect(d.device).toBe('cpu');
+    expect(Array.from(await run(d, x))).toEqual(Array.from(cpu));
+  });
+
+  test('quantizing and assigning weights on the device re-upload them', async () => {
+    const onDev = dense(16, 32, 21);
+    const twin = dense(16, 32, 21);
+    const x = new Tensor('float32', [4, 32], randomF32(128, 6));
+    await onDev.to('cuda');
+    expect(Array.from(await run(onDev, x))).toEqual(Array.from(await run(twin, x)));
+    await onDev.quantize('int8');
+    await twin.quantize('int8');
+    const yq = await run(onDev, x);
+    expect(Array.from(yq)).toEqual(Array.from(await run(twin, x)));
+    // a stale float copy on the device would give the float result, which differs from the int8 one
+    const fl = dense(16, 32, 21);
+    expect(Array.from(yq)).not.toEqual(Array.from(await run(fl, x)));
+    // assigning a variable (here the bias) re-uploads too
+    const b = new Tensor('float32', [16], new Float32Array(16).fill(3));
+    onDev.bias!.assign(b);
+    twin.bias!.assign(b);
+    expect(Array.from(await run(onDev, x))).toEqual(Array.from(await run(twin, x)));
+    expect(onDev.device).toBe('cuda:0');
+  });
+
+  test('a layer without a device path fails the move and nothing moves (rollback)', async () => {
+    class Halving extends AbsMaxQuantizer {}
+    const a = dense(8, 8, 31);
+    const b = dense(8, 8, 32);
+    await b.quantize('int8', { config: new Int8QuantizationConfig({ activationQuantizer: new Halving() as Quantizer }) });
+    const m = new Sequential({ layers: [a, b] });
+    await expect(m.to('cuda')).rejects.toMatchObject({ code: 'QK_UNSUPPORTED', message: expect.stringMatching(/custom quantizer/) });
+    expect([m.device, a.device, b.device]).toEqual(['cpu', 'cpu', 'cpu']);
+    await expect(m.to('cuda:1')).rejects.toMatchObject({ code: 'QK_UNSUPPORTED', message: expect.stringMatching(/emulates one device/) });
+  });
+
+  test('LlamaCausalLM (stories260K): greedy generate on cuda equals cpu; quantize on the device; to(cpu); dispose', async () => {
+    const lm = await LlamaCausalLM.fromFile(MODEL);
+    const opts = { maxNewTokens: 12 };
+    const cpu = await lm.generate('Once upon a time', opts);
+    await lm.to('cuda');
+    expect(lm.device).toBe('cuda:0');
+    const q = lm.decoderBlocks[0].sublayers.query;
+    expect(q.device).toBe('cuda:0');
+    expect(lm.tokenEmbedding.device).toBe('cpu'); // no device path for the embedding: it stays on the host
+    const dev = await lm.generate('Once upon a time', opts);
+    expect(dev.tokens).toEqual(cpu.tokens);
+    // quantize while on the device (exclusive with generate via the model gate), then compare with a CPU twin
+    const twin = await LlamaCausalLM.fromFile(MODEL);
+    await Promise.all([lm.quantize('int8', { verbose: false }), twin.quantize('int8', { verbose: false })]);
+    const [a, b] = await Promise.all([lm.generate('Lily went', opts), twin.generate('Lily went', opts)]);
+    expect(a.tokens).toEqual(b.tokens);
+    expect(q.device).toBe('cuda:0');
+    await lm.to('cpu');
+    expect([lm.device, q.device]).toEqual(['cpu', 'cpu']);
+    expect((await lm.generate('Lily went', opts)).tokens).toEqual(b.tokens);
+    await lm.to('cuda');
+    await lm.dispose();
+    await expect(lm.to('cpu')).rejects.toMatchObject({ code: 'QK_DISPOSED' });
+    await twin.dispose();
+  }, 20000);
+});
