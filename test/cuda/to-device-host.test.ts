@@ -7,9 +7,10 @@
 //    CUDA kernel is exercised (test/cuda/to-device.test.ts does that on a real device).
 import * as path from 'path';
 import {
-  AbsMaxQuantizer, cudaAvailable, Dense, Int4QuantizationConfig, Int8QuantizationConfig, LlamaCausalLM, Quantizer,
+  AbsMaxQuantizer, cudaAvailable, Dense, GPTQConfig, Int4QuantizationConfig, Int8QuantizationConfig, LlamaCausalLM, Quantizer,
   Sequential, Tensor, capabilities,
 } from '../../lib';
+import { loadNative } from '../../lib/native/load';
 import { randomF32 } from '../helpers';
 
 const MODEL = path.join(__dirname, '..', '..', 'models', 'stories260K', 'stories260K.bin');
@@ -36,7 +37,7 @@ describe('device strings and devices that are not there', () => {
   (cudaAvailable() ? test.skip : test)("to('cuda') without a device: QK_UNSUPPORTED with the reason and the fix", async () => {
     const d = dense(4, 8, 3);
     const c = capabilities().cuda;
-    const err = await d.to('cuda').catch((e: unknown) => e as { code: string; message: string });
+    const err = (await d.to('cuda').then(() => null, (e: unknown) => e)) as { code: string; message: string };
     expect(err).toMatchObject({ code: 'QK_UNSUPPORTED' });
     if (!c.compiled) {
       expect(err.message).toMatch(/built without CUDA/);
@@ -51,6 +52,20 @@ describe('device strings and devices that are not there', () => {
     expect(m.device).toBe('cpu');
     // to('cpu') is always fine
     await expect(d.to('cpu')).resolves.toBe(d);
+  });
+
+  test('the resident-weight ops check their arguments before any device work', async () => {
+    const n = loadNative();
+    const x = new Float32Array(4);
+    const y = new Float32Array(4);
+    const params = new Float64Array(8);
+    expect(() => n.cudaDenseResident(0, 0, x, 2, 2, 2, null as never, null, null, null, null, params, y)).toThrow(
+      expect.objectContaining({ code: 'QK_INVALID_ARGUMENT', message: expect.stringMatching(/CUDA buffer for w/) }),
+    );
+    expect(() => n.cudaDenseResident(0, 7, x, 2, 2, 2, null as never, null, null, null, null, params, y)).toThrow(expect.objectContaining({ code: 'QK_INVALID_ARGUMENT' }));
+    expect(() => n.cudaDenseResident(0, 0, x, 3, 2, 2, null as never, null, null, null, null, params, y)).toThrow(expect.objectContaining({ code: 'QK_SHAPE_MISMATCH' }));
+    expect(() => n.cudaRepackNk64({} as never, 4, 4, {} as never)).toThrow(expect.objectContaining({ code: 'QK_INVALID_ARGUMENT' }));
+    expect(() => n.cudaDenseF32(0, x, 2, 2, 2, new Float32Array(3), null, y)).toThrow(expect.objectContaining({ code: 'QK_SHAPE_MISMATCH' }));
   });
 });
 
@@ -139,6 +154,20 @@ describe('the emulated device (QK_CUDA_EMULATE=1): plumbing of to() -> predict /
     await lm.to('cpu');
     expect([lm.device, q.device]).toEqual(['cpu', 'cpu']);
     expect((await lm.generate('Lily went', opts)).tokens).toEqual(b.tokens);
+    // GPTQ with the model on the (emulated) device: calibration forwards run there, the calibrated weights are
+    // re-uploaded; the emulated device runs the CPU kernels, so the result is the CPU's exactly
+    const tokens = Array.from({ length: 200 }, (_, i) => 2 + ((i * 37 + ((i * i) % 11)) % 500));
+    const gq = () => new GPTQConfig({ dataset: [tokens], tokenizer: null, numSamples: 2, sequenceLength: 16, weightBits: 4, groupSize: 32 });
+    const g1 = await LlamaCausalLM.fromFile(MODEL);
+    const g2 = await LlamaCausalLM.fromFile(MODEL);
+    await g1.to('cuda');
+    await g1.quantize('gptq', { config: gq(), verbose: false });
+    await g2.quantize('gptq', { config: gq(), verbose: false });
+    expect(g1.decoderBlocks[1].sublayers.down.quantizationMode).toBe('gptq');
+    expect(g1.decoderBlocks[1].sublayers.down.device).toBe('cuda:0');
+    const [r1, r2] = await Promise.all([g1.generate('Lily went', opts), g2.generate('Lily went', opts)]);
+    expect(r1.tokens).toEqual(r2.tokens);
+    await Promise.all([g1.dispose(), g2.dispose()]);
     await lm.to('cuda');
     await lm.dispose();
     await expect(lm.to('cpu')).rejects.toMatchObject({ code: 'QK_DISPOSED' });
