@@ -24,6 +24,7 @@ async function main() {
   console.log(`cuda bench on ${dev.name} (cc ${dev.computeCapability || ''}), load ${require('os').loadavg().map((v) => v.toFixed(2)).join(' ')}`);
   const shapes = quick ? [[4096, 4096]] : [[4096, 4096], [4096, 11008]];
   const rows = [];
+  const disposeAfter = [];
   for (const [K, N] of shapes) {
     for (const M of quick ? [1, 16] : [1, 16, 128]) {
       const x = C.randFloat(M * K, 1);
@@ -40,6 +41,17 @@ async function main() {
         ['int8 W8A8', K * N, () => qk.cudaDenseW8A8(x, w8, ws, M, N, K)],
         ['gptq4 f16 simt', K * N / 2, () => qk.cudaDenseWq(xh, wq, 4, false, scale, zero, group, M, N, K, { dtype: 'float16', path: 'simt' })],
       ];
+      // float32 SIMT GEMM with host arrays (weights uploaded per call), and the resident projections of
+      // Layer.to('cuda') (weights on the device; only x and y cross PCIe per call)
+      const wf = C.randFloat(K * N, 8, 0.02);
+      const resF32 = await qk.ResidentProjection.upload({ format: 'float32', kernel: wf }, K, N, null, 0);
+      const resW8 = await qk.ResidentProjection.upload({ format: 'int8', kernel: w8, scale: ws, activation: { valueRange: [-127, 127], epsilon: 1e-7 } }, K, N, null, 0);
+      cases.push(
+        ['f32 simt', K * N * 4, () => qk.cudaDenseF32(x, wf, M, N, K)],
+        ['f32 resident', K * N * 4, () => resF32.forward(x, M)],
+        ['int8 resident', K * N, () => resW8.forward(x, M)],
+      );
+      disposeAfter.push(resF32, resW8);
       if (qk.cudaDeviceHas('f16Mma')) {
         cases.push(['gptq4 f16 mma', K * N / 2, () => qk.cudaDenseWq(xh, wq, 4, false, scale, zero, group, M, N, K, { dtype: 'float16', path: 'mma' })]);
       }
@@ -55,6 +67,7 @@ async function main() {
       }
     }
   }
+  for (const p of disposeAfter) p.dispose();
   C.writePart('cuda', { device: dev, rows });
 }
 

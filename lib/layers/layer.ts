@@ -453,7 +453,14 @@ export abstract class Layer {
   }
 }
 
-/** A layer and its sub-layers (depth first, each once). @internal */
+/**
+ * A layer and its sub-layers (depth first, each once).
+ * @internal
+ * @example
+ * ```ts
+ * collectLayers(block).length; // the block and its norms and projections
+ * ```
+ */
 export function collectLayers(root: Layer): Layer[] {
   const out: Layer[] = [];
   const seen = new Set<Layer>();
@@ -470,6 +477,10 @@ export function collectLayers(root: Layer): Layer[] {
 /**
  * Moves every layer of `layers` to device `index`; if one fails, the ones already moved go back where they were.
  * @internal
+ * @example
+ * ```ts
+ * await placeLayers(collectLayers(block), 0); // all of them on cuda:0, or none
+ * ```
  */
 export async function placeLayers(layers: readonly Layer[], index: number | null): Promise<void> {
   const moved: Array<[Layer, number | null]> = [];

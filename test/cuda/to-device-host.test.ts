@@ -151,7 +151,12 @@ describe('the emulated device (QK_CUDA_EMULATE=1): plumbing of to() -> predict /
     const [a, b] = await Promise.all([lm.generate('Lily went', opts), twin.generate('Lily went', opts)]);
     expect(a.tokens).toEqual(b.tokens);
     expect(q.device).toBe('cuda:0');
-    await lm.to('cpu');
+    // to() is exclusive: a move requested while generate() runs waits for it (a move in the middle would free the
+    // weights that generate() is reading and make it fail)
+    const inflight = lm.generate('Lily went', { maxNewTokens: 24 });
+    const moving = lm.to('cpu');
+    const [r] = await Promise.all([inflight, moving]);
+    expect(r.tokens.slice(0, opts.maxNewTokens)).toEqual(b.tokens);
     expect([lm.device, q.device]).toEqual(['cpu', 'cpu']);
     expect((await lm.generate('Lily went', opts)).tokens).toEqual(b.tokens);
     // GPTQ with the model on the (emulated) device: calibration forwards run there, the calibrated weights are
