@@ -3,15 +3,15 @@
  * per-channel W4A16/W4A8, int4 grouped, float8), with Keras variable names, policies and errors.
  * @packageDocumentation
  */
-import { InvalidArgumentError, ShapeMismatchError, UnsupportedError } from '../errors';
-import { ResidentProjection, ResidentSource } from '../cuda/resident';
+import { InvalidArgumentError, ShapeMismatchError } from '../errors';
+import { ResidentProjection } from '../cuda/resident';
+import { residentSourceOf, ResidentSlot } from './device-core';
 import { denseForward } from '../ops/dense';
 import { Int4DTypePolicy } from '../dtype-policies';
 import { AbsMaxQuantizer, GPTQConfig, QuantizationConfig, QuantizationMode, Quantizer } from '../quantizers';
 import { Tensor, describe } from '../tensor';
 import { ActivationName, applyActivation, checkActivation } from './activations';
 import {
-  activationQuantOf,
   blockSizeFor,
   dequantizeState,
   loadFloat8Aware,
@@ -40,7 +40,6 @@ import {
   gptqParams,
   gptqStateWithValues,
   gIdxAsFloat32,
-  gptqRuntime,
   projectGptq,
 } from './gptq-core';
 import { initialize, Initializer } from './initializers';
@@ -109,7 +108,7 @@ export class Dense extends Layer {
    */
   _gptqCapture: ((x2d: Tensor<'float32'>) => Promise<void>) | null = null;
   /** Device-resident weights (after `to('cuda')`), with the state they were uploaded from. */
-  private _resident: { key: readonly unknown[]; proj: Promise<ResidentProjection> } | null = null;
+  private readonly _resident = new ResidentSlot();
 
   constructor(options: DenseOptions) {
     super(options);
@@ -222,7 +221,7 @@ export class Dense extends Layer {
 
   /** After loading: rebuild the quantized state from the (replaced) variable values. */
   protected override releaseState(): void {
-    this.dropResident();
+    this._resident.drop();
     this.qstate = null;
     this.gptq = null;
     this._gptqCapture = null;
@@ -319,69 +318,34 @@ export class Dense extends Layer {
   /** @internal Uploads the weights to device `index` (null: frees them); see {@link Layer.to}. */
   override async _placeOwnWeights(index: number | null): Promise<boolean> {
     if (index === null) {
-      this.dropResident();
+      this._resident.drop();
       return true;
     }
     if (this.built) await this.resident(index);
     return true;
   }
 
-  /** What the resident copy depends on: a new kernel, state, bias, quantizer or device means a new upload. */
-  private residentKey(index: number): unknown[] {
-    return [index, this.kernel?.value, this.qstate, this.gptq, this.bias?.value, this.inputsQuantizer, this.float8InputScale];
-  }
-
-  /** The resident weights for device `index`, uploading (again) when the layer's weights changed since. */
-  private resident(index: number): Promise<ResidentProjection> {
-    const key = this.residentKey(index);
-    const cur = this._resident;
-    if (cur && cur.key.length === key.length && cur.key.every((v, i) => v === key[i])) return cur.proj;
-    this.dropResident();
-    const proj = (async () => ResidentProjection.upload(await this.residentSource(), this.inputDim, this.units, this.bias?.value.data ?? null, index))();
-    const entry = { key, proj };
-    this._resident = entry;
-    proj.catch(() => {
-      if (this._resident === entry) this._resident = null;
+  /** The device copy for device `index`, uploading (again) when the layer's weights changed since. */
+  private resident(index: number): Promise<ResidentProjection[]> {
+    // what the copy depends on: a new kernel, state, bias, quantizer or device means a new upload
+    const key = [index, this.kernel?.value, this.qstate, this.gptq, this.bias?.value, this.inputsQuantizer, this.float8InputScale];
+    return this._resident.get(key, async () => {
+      const src = await residentSourceOf({
+        floatKernel: this.kernel?.value.data ?? null,
+        qstate: this.qstate,
+        gptq: this.gptq,
+        inputsQuantizer: this.inputsQuantizer,
+        float8InputScale: this.float8InputScale,
+        layerName: this.name,
+      });
+      return [await ResidentProjection.upload(src, this.inputDim, this.units, this.bias?.value.data ?? null, index)];
     });
-    return proj;
-  }
-
-  private dropResident(): void {
-    const r = this._resident;
-    this._resident = null;
-    if (r) r.proj.then((p) => p.dispose(), () => undefined);
-  }
-
-  private async residentSource(): Promise<ResidentSource> {
-    if (this.kernel) return { format: 'float32', kernel: this.kernel.value.data };
-    if (this.gptq) {
-      const rt = await gptqRuntime(this.gptq);
-      return { format: 'gptq', bits: this.gptq.bits, kernel: rt.wq, scale: rt.scale, zero: rt.zero, groupSize: rt.group, perm: rt.perm };
-    }
-    const st = this.qstate;
-    if (!st) throw new InvalidArgumentError(`Layer '${this.name}' has no weights to move to a device`);
-    const act = activationQuantOf(st, this.inputsQuantizer);
-    if (act === 'custom') {
-      throw new UnsupportedError(
-        `Layer '${this.name}' quantizes its activations with a custom quantizer (${this.inputsQuantizer?.constructor.name}), which has no CUDA implementation; use an AbsMaxQuantizer or keep the layer on 'cpu'`,
-      );
-    }
-    switch (st.mode) {
-      case 'int8':
-        return { format: 'int8', kernel: st.kernel.data, scale: st.scale.data, activation: act };
-      case 'int4':
-        return st.blockSize === null
-          ? { format: 'int4', kernel: st.kernel.data, scale: st.scale.data, activation: act }
-          : { format: 'int4-grouped', kernel: st.kernel.data, scale: st.scale.data, zero: st.zero.data, groupSize: st.blockSize };
-      case 'float8':
-        return { format: 'float8', kernel: st.kernel.data as Uint8Array, scale: st.kernelScale, inputScale: this.float8InputScale };
-    }
   }
 
   /** The projection on the device (x2d: `[..., in]` float32, flattened to rows). */
   private async deviceForward(x: Tensor<'float32'>): Promise<Tensor<'float32'>> {
     const M = x.size / this.inputDim;
-    const proj = await this.resident(this._deviceIndex as number);
+    const [proj] = await this.resident(this._deviceIndex as number);
     const y = await proj.forward(x.data, M);
     return new Tensor('float32', [...x.shape.slice(0, -1), this.units], y);
   }

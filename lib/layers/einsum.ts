@@ -6,7 +6,9 @@
  * @packageDocumentation
  */
 import { InvalidArgumentError, ShapeMismatchError, UnsupportedError } from '../errors';
+import { ResidentProjection } from '../cuda/resident';
 import { denseForward } from '../ops/dense';
+import { residentSourceOf, ResidentSlot, uploadAll } from './device-core';
 import { Int4DTypePolicy } from '../dtype-policies';
 import { AbsMaxQuantizer, QuantizationConfig, QuantizationMode, Quantizer } from '../quantizers';
 import { Tensor, describe } from '../tensor';
@@ -194,6 +196,8 @@ export class EinsumDense extends Layer {
   float8InputScale: number | null = null;
   /** One 2-D quantized state per combination of batch letters (one when the equation has none). */
   protected qstates: QuantState[] | null = null;
+  /** Device copies of the B projections (after `to('cuda')`). */
+  private readonly _resident = new ResidentSlot();
   /** GPTQ weights of the [contracted, free] projection (GPTQ mode only). */
   protected gptq: GptqState | null = null;
   /**
@@ -469,6 +473,7 @@ export class EinsumDense extends Layer {
 
   /** After loading: rebuild the internal [C, F] slices from the (replaced) variables in Keras layout. */
   protected override releaseState(): void {
+    this._resident.drop();
     this.qstates = null;
     this.gptq = null;
     this._gptqCapture = null;
@@ -619,14 +624,46 @@ export class EinsumDense extends Layer {
     if (!this.kernel) throw new InvalidArgumentError(`Layer '${this.name}' is quantized; call apply() instead of call()`);
     const { slices, freeSizes } = this.prepareInput(inputs);
     if (this._gptqCapture && this.B === 1) await this._gptqCapture(slices[0]);
+    if (this._deviceIndex !== null) return this.finishOutput(await this.deviceForward(slices), freeSizes);
     const kernels = this.kernelSlices(this.kernel.value.data);
     const ys: Tensor<'float32'>[] = [];
     for (let b = 0; b < this.B; b++) ys.push(await denseForward(slices[b], { format: 'float32', kernel: kernels[b] }, this.F, null));
     return this.finishOutput(ys, freeSizes);
   }
 
+  /** @internal Uploads the B projections to device `index` (null: frees them); see {@link Layer.to}. */
+  override async _placeOwnWeights(index: number | null): Promise<boolean> {
+    if (index === null) this._resident.drop();
+    else if (this.built) await this.resident(index);
+    return true;
+  }
+
+  /** The device copies of the B projections (bias stays on the host: it is broadcast in the output layout). */
+  private resident(index: number): Promise<ResidentProjection[]> {
+    const key = [index, this.kernel?.value, this.qstates, this.gptq, this.inputsQuantizer, this.float8InputScale];
+    return this._resident.get(key, () => {
+      const one = { gptq: null, inputsQuantizer: this.inputsQuantizer, float8InputScale: this.float8InputScale, layerName: this.name };
+      const kernels = this.kernel ? this.kernelSlices(this.kernel.value.data) : null;
+      const sources = this.gptq
+        ? [{ ...one, floatKernel: null, qstate: null, gptq: this.gptq }]
+        : Array.from({ length: this.B }, (_, b) => ({ ...one, floatKernel: kernels ? kernels[b].slice() : null, qstate: this.qstates ? this.qstates[b] : null }));
+      return uploadAll(sources.map((w) => async () => ResidentProjection.upload(await residentSourceOf(w), this.C, this.F, null, index)));
+    });
+  }
+
+  private async deviceForward(slices: Tensor<'float32'>[]): Promise<Tensor<'float32'>[]> {
+    const projs = await this.resident(this._deviceIndex as number);
+    const ys: Tensor<'float32'>[] = [];
+    for (let b = 0; b < projs.length; b++) {
+      const M = slices[b].shape[0];
+      ys.push(new Tensor('float32', [M, this.F], await projs[b].forward(slices[b].data, M)));
+    }
+    return ys;
+  }
+
   protected override async quantizedCall(inputs: Tensor): Promise<Tensor<'float32'>> {
     const { slices, freeSizes } = this.prepareInput(inputs);
+    if (this._deviceIndex !== null) return this.finishOutput(await this.deviceForward(slices), freeSizes);
     if (this.gptq) return this.finishOutput([await projectGptq(slices[0], this.gptq, null)], freeSizes);
     const states = this.qstates as QuantState[];
     const ys: Tensor<'float32'>[] = [];

@@ -400,7 +400,7 @@ export abstract class Layer {
 
   /**
    * Where this layer's weights live: 'cpu', or 'cuda:<index>' after {@link Layer.to}. Layers without a device
-   * implementation (everything but Dense today) report 'cpu' and keep computing on the host.
+   * implementation (everything but Dense and EinsumDense today) report 'cpu' and keep computing on the host.
    * @example
    * ```ts
    * await dense.to('cuda');
@@ -413,7 +413,7 @@ export abstract class Layer {
 
   /**
    * Moves the weights of this layer and its sub-layers to `device` ('cpu', 'cuda' = 'cuda:0', 'cuda:<index>').
-   * On a CUDA device each Dense layer keeps its weights in device memory in their storage format (float32, int8,
+   * On a CUDA device each Dense and EinsumDense layer keeps its weights in device memory in their storage format (float32, int8,
    * int4, float8, GPTQ) and runs its projection there; activations stay in host memory (each call uploads its
    * input and downloads its output). `to('cpu')` frees the device memory. Quantizing, loading or assigning
    * weights while on a device re-uploads them at the next call. On failure nothing moves.

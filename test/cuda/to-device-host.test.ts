@@ -7,7 +7,7 @@
 //    CUDA kernel is exercised (test/cuda/to-device.test.ts does that on a real device).
 import * as path from 'path';
 import {
-  AbsMaxQuantizer, cudaAvailable, Dense, GPTQConfig, Int4QuantizationConfig, Int8QuantizationConfig, LlamaCausalLM, Quantizer,
+  AbsMaxQuantizer, cudaAvailable, Dense, EinsumDense, GPTQConfig, Int4QuantizationConfig, Int8QuantizationConfig, LlamaCausalLM, Quantizer,
   Sequential, Tensor, capabilities,
 } from '../../lib';
 import { loadNative } from '../../lib/native/load';
@@ -100,6 +100,24 @@ describe('the emulated device (QK_CUDA_EMULATE=1): plumbing of to() -> predict /
     await d.to('cpu');
     expect(d.device).toBe('cpu');
     expect(Array.from(await run(d, x))).toEqual(Array.from(cpu));
+  });
+
+  test.each([
+    ['abc,cde->abde', [5, 12], [null, 4, 6], 'int8'],
+    ['abc,bcd->abd', [3, 10], [3, 7], null],
+    ['abc,bcd->abd', [3, 10], [3, 7], 'int8'],
+    ['abc,cde->abde', [5, 12], [null, 4, 6], 'int4'],
+    ['btnh,nhd->btd', [3, 4, 5], [3, 6], 'float8'],
+  ] as Array<[string, number[], Array<number | null>, 'int8' | 'int4' | 'float8' | null]>)('EinsumDense %s (%p, %p, %s): the same result on cuda:0', async (equation, inShape, outputShape, mode) => {
+    const e = new EinsumDense({ equation, outputShape: outputShape as number[], biasAxes: equation === 'abc,cde->abde' ? 'e' : undefined, seed: 3 });
+    const x = new Tensor('float32', [2, ...inShape], randomF32(2 * inShape.reduce((a, b) => a * b, 1), 8));
+    await e.apply(x);
+    if (mode) await e.quantize(mode);
+    const cpu = ((await e.apply(x)) as Tensor<'float32'>).data;
+    await e.to('cuda');
+    expect(e.device).toBe('cuda:0');
+    expect(Array.from(((await e.apply(x)) as Tensor<'float32'>).data)).toEqual(Array.from(cpu));
+    await e.to('cpu');
   });
 
   test('quantizing and assigning weights on the device re-upload them', async () => {

@@ -7,7 +7,7 @@
 //    logits within tolerance, and quantize('gptq') on a model on the device.
 import * as path from 'path';
 import {
-  AbsMaxQuantizer, capabilities, cudaAvailable, cudaDenseF32, cudaDeviceHas, cudaMemoryStats, Dense, denseForward, denseGptq,
+  AbsMaxQuantizer, capabilities, cudaAvailable, cudaDenseF32, cudaDeviceHas, cudaMemoryStats, Dense, denseForward, denseGptq, EinsumDense,
   GPTQConfig, Int4QuantizationConfig, Int8QuantizationConfig, LlamaCausalLM, packGptqRuntime, ResidentProjection, Tensor,
 } from '../../lib';
 import { randomF32 } from '../helpers';
@@ -83,6 +83,21 @@ const MODES: Array<[string, (d: Dense) => Promise<void>, number]> = [
     expect(cudaMemoryStats(0).inUseBytes).toBeGreaterThan(before);
     await d.to('cpu');
     expect(cudaMemoryStats(0).inUseBytes).toBe(before);
+  });
+
+  test.each([
+    ['abc,bcd->abd', [3, 64], [3, 48], null, 1e-5],
+    ['abc,bcd->abd', [3, 64], [3, 48], 'int8', 0],
+    ['abc,cde->abde', [9, 96], [null, 4, 20], 'int4', 2e-2],
+  ] as Array<[string, number[], Array<number | null>, 'int8' | 'int4' | null, number]>)('EinsumDense %s %p -> %p (%s) on cuda vs cpu', async (equation, inShape, outputShape, mode, tol) => {
+    const e = new EinsumDense({ equation, outputShape: outputShape as number[], seed: 3 });
+    const x = new Tensor('float32', [2, ...inShape], randomF32(2 * inShape.reduce((a, b) => a * b, 1), 8));
+    await e.apply(x);
+    if (mode) await e.quantize(mode);
+    const cpu = ((await e.apply(x)) as Tensor<'float32'>).data;
+    await e.to('cuda');
+    expect(relErr(((await e.apply(x)) as Tensor<'float32'>).data, cpu)).toBeLessThanOrEqual(tol);
+    await e.to('cpu');
   });
 
   test.each([[2], [3], [4], [8]])('GPTQ %p-bit runtime weights: ResidentProjection vs the CPU kernel', async (bits) => {
