@@ -108,6 +108,13 @@ __global__ void silu_mul_kernel(const float* gate, const float* up, int64_t n, f
   }
 }
 
+__global__ void add_kernel(float* y, const float* x, int64_t n) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    y[i] = y[i] + x[i];
+  }
+}
+
 // One block per (query row t, head h): scores (a warp per cache position, lanes over head_dim), softmax, then
 // out[d] = sum_j p_j v_j (thread per d, j ascending). att: scratch [T, heads, pos0 + T].
 __global__ void __launch_bounds__(kThreads) attention_kernel(const float* q, int64_t T, int64_t heads, int64_t kv_heads,
@@ -200,6 +207,14 @@ qk_status qk_cuda_silu_mul_dev(const float* gate, const float* up, int64_t n, fl
   if (n == 0) return QK_STATUS_OK;
   silu_mul_kernel<<<grid_for(n), kThreads, 0, cl::as_stream(stream)>>>(gate, up, n, out);
   QK_CU_TRY(cudaGetLastError(), "silu_mul launch");
+  return QK_STATUS_OK;
+}
+
+qk_status qk_cuda_add_dev(float* y, const float* x, int64_t n, void* stream, char* err, size_t err_len) {
+  if (n < 0) return cl::invalid(err, err_len, "qk_cuda_add", "bad n");
+  if (n == 0) return QK_STATUS_OK;
+  add_kernel<<<grid_for(n), kThreads, 0, cl::as_stream(stream)>>>(y, x, n);
+  QK_CU_TRY(cudaGetLastError(), "add launch");
   return QK_STATUS_OK;
 }
 

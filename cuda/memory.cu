@@ -161,6 +161,23 @@ qk_status qk_cuda_memcpy_d2h(int device, void* dst, const void* src, size_t byte
   return QK_STATUS_OK;
 }
 
+qk_status qk_cuda_memcpy_async(int device, void* dst, const void* src, size_t bytes, int to_device, void* stream,
+                               char* err, size_t err_len) {
+  if (bytes == 0) return QK_STATUS_OK;
+  if (dst == nullptr || src == nullptr) return cl::invalid(err, err_len, "qk_cuda_memcpy_async", "NULL pointer");
+  QK_ST_TRY(qk_cuda_use_device(device, err, err_len));
+  QK_CU_TRY(cudaMemcpyAsync(dst, src, bytes, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost,
+                            cl::as_stream(stream)),
+            to_device ? "cudaMemcpyAsync(host to device)" : "cudaMemcpyAsync(device to host)");
+  return QK_STATUS_OK;
+}
+
+qk_status qk_cuda_stream_sync(int device, void* stream, char* err, size_t err_len) {
+  QK_ST_TRY(qk_cuda_use_device(device, err, err_len));
+  QK_CU_TRY(cudaStreamSynchronize(cl::as_stream(stream)), "cudaStreamSynchronize");
+  return QK_STATUS_OK;
+}
+
 qk_status qk_cuda_worker_sync(int device, char* err, size_t err_len) {
   void* s = nullptr;
   QK_ST_TRY(qk_cuda_worker_stream(device, &s, err, err_len));

@@ -136,6 +136,14 @@ qk_status qk_cuda_memcpy_d2h(int device, void* host_dst, const void* src, size_t
  * launches surface here as QK_STATUS_DEVICE). */
 qk_status qk_cuda_worker_sync(int device, char* err, size_t err_len);
 
+/* Copy enqueued on `stream` (any stream of `device`, e.g. another thread's worker stream): to_device != 0 copies
+ * host_or_dev src -> device dst, else device src -> host dst. Host memory: a pageable source is staged before this
+ * returns; a download target must stay valid until the stream is synchronized (qk_cuda_stream_sync). */
+qk_status qk_cuda_memcpy_async(int device, void* dst, const void* src, size_t bytes, int to_device, void* stream,
+                               char* err, size_t err_len);
+/* Waits for everything queued on `stream` of `device` (execution errors surface here). */
+qk_status qk_cuda_stream_sync(int device, void* stream, char* err, size_t err_len);
+
 /* The run-time capability predicate (cuda/arch.h): 1 if `device` exists, this build runs on it and its compute
  * capability has `feature`, else 0. */
 enum {
@@ -251,6 +259,8 @@ qk_status qk_cuda_attention_decode_dev(const float* q, int64_t T, int64_t heads,
 qk_status qk_cuda_kv_cache_write_dev(const float* k, const float* v, int64_t T, int64_t kv_heads, int64_t head_dim,
                                      const int32_t* positions, int64_t max_seq, float* k_cache, float* v_cache,
                                      void* stream, char* err, size_t err_len);
+/* y[i] += x[i] for i < n (the residual connections of a decoder block), float32 device pointers. */
+qk_status qk_cuda_add_dev(float* y, const float* x, int64_t n, void* stream, char* err, size_t err_len);
 /* Host-pointer version of the first five, for tests and one-off calls: op selects the kernel; inputs a, b, c and
  * positions as the op reads them (rmsnorm: a = x [rows, n], b = weight [n]; rope: a = x [rows, heads, head_dim],
  * positions [rows]; softmax: a = x [rows, n]; silu_mul: a = gate, b = up [n]; attention: a = q [T, heads,

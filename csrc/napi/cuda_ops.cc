@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "napi/util.h"
 
@@ -706,6 +707,269 @@ Napi::Value CudaDenseResident(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// ---- a queue of device ops (the Llama decode on the device, lib/cuda/queue.ts) -----------------------------------
+// The JS thread enqueues kernels without waiting on its own worker stream (cudaQueueStream); one async op at the end
+// downloads the result and synchronizes that stream (cudaQueueDownload / cudaQueueSync). Every enqueue checks its
+// buffers (live, on this device, large enough) first; kernels only ever touch buffers of the sizes checked here.
+struct QueueStream {
+  int device = 0;
+  void* stream = nullptr;
+};
+
+QueueStream* queue_arg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsExternal()) throw_invalid(info.Env(), "Expected a CUDA queue handle for queue");
+  return info[i].As<Napi::External<QueueStream>>().Data();
+}
+
+// cudaQueueStream(device) -> queue handle: the calling (JS) thread's worker stream on `device`.
+Napi::Value CudaQueueStream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dev = device_arg(info, 0);
+#ifdef QK_WITH_CUDA
+  char err[512] = {0};
+  void* st = nullptr;
+  const qk_status s = qk_cuda_worker_stream(dev, &st, err, sizeof err);
+  if (s != QK_STATUS_OK) throw_error(env, status_code(s), err);
+  auto* q = new QueueStream{dev, st};
+  return Napi::External<QueueStream>::New(env, q, [](Napi::Env, QueueStream* p) { delete p; });
+#else
+  (void)dev;
+  not_built(env);
+#endif
+}
+
+// cudaEnqueue(queue, op, buffers: Array<handle | null>, nums: Float64Array): one kernel on the queue's stream.
+//   1 rmsnorm   [x, w, y]                  [rows, n, eps]
+//   2 rope      [x, positions(int32)]      [rows, heads, headDim, theta]
+//   3 kvWrite   [k, v, positions, kc, vc]  [T, kvHeads, headDim, maxSeq]
+//   4 attention [q, kc, vc, out, scratch]  [T, heads, kvHeads, headDim, maxSeq, pos0]
+//   5 siluMul   [gate, up, out]            [n]
+//   6 add       [y, x]                     [n]            (y += x)
+//   7 dense     [x, w, scale, zero, bias, y]  [kind, M, N, K, p0, p1, p2] (kinds of cudaDenseResident)
+Napi::Value CudaEnqueue(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  QueueStream* q = queue_arg(info, 0);
+#ifndef QK_WITH_CUDA
+  (void)q;
+  not_built(env);  // no queue handle exists without CUDA (cudaQueueStream refuses)
+#else
+  const int64_t op = dim(info, 1, "op");
+  if (info.Length() <= 2 || !info[2].IsArray()) throw_invalid(env, "Expected an array of CUDA buffers for buffers");
+  Napi::Array arr = info[2].As<Napi::Array>();
+  View nums = typed_array(info, 3, "nums", {napi_float64_array});
+  const double* d = static_cast<const double*>(nums.data);
+  std::vector<DeviceBufferHandle*> b(arr.Length(), nullptr);
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value v = arr.Get(i);
+    if (v.IsNull() || v.IsUndefined()) continue;
+    if (!v.IsExternal()) throw_invalid(env, "Expected CUDA buffer handles or null in buffers");
+    b[i] = v.As<Napi::External<DeviceBufferHandle>>().Data();
+  }
+  auto need = [&](size_t nb, size_t nn) {
+    if (b.size() != nb || nums.length != nn) {
+      throw_invalid(env, "Expected " + std::to_string(nb) + " buffers and " + std::to_string(nn) + " numbers for op " + std::to_string(op));
+    }
+  };
+  auto count = [&](size_t i, const char* name) -> int64_t {
+    const double v = d[i];
+    if (!(v >= 0) || v > 9007199254740991.0 || v != std::floor(v)) {
+      throw_invalid(env, std::string("Expected a non-negative integer for ") + name + " but received " + format_number(v));
+    }
+    return static_cast<int64_t>(v);
+  };
+  const int dev = q->device;
+  auto buf = [&](size_t i, int64_t elems, const char* name) -> void* {
+    expect_buffer(env, b[i], dev, static_cast<uint64_t>(mul(env, elems, 4, name)), name);
+    return b[i]->ptr;
+  };
+  char err[512] = {0};
+  qk_status s = QK_STATUS_OK;
+  void* st = q->stream;
+#define QK_Q(call) s = (call)
+  switch (op) {
+    case 1: {
+      need(3, 3);
+      const int64_t rows = count(0, "rows"), n = count(1, "n");
+      const int64_t total = mul(env, rows, n, "x");
+      auto* x = static_cast<const float*>(buf(0, total, "x"));
+      auto* w = static_cast<const float*>(buf(1, n, "weight"));
+      auto* y = static_cast<float*>(buf(2, total, "y"));
+      const float eps = static_cast<float>(d[2]);
+      QK_Q(qk_cuda_rmsnorm_dev(x, w, rows, n, eps, y, st, err, sizeof err));
+      break;
+    }
+    case 2: {
+      need(2, 4);
+      const int64_t rows = count(0, "rows"), heads = count(1, "heads"), hd = count(2, "headDim");
+      if (hd % 2 != 0) throw_invalid(env, "Expected an even headDim");
+      auto* x = static_cast<float*>(buf(0, mul(env, mul(env, rows, heads, "x"), hd, "x"), "x"));
+      auto* pos = static_cast<const int32_t*>(buf(1, rows, "positions"));
+      const float theta = static_cast<float>(d[3]);
+      QK_Q(qk_cuda_rope_dev(x, rows, heads, hd, pos, theta, st, err, sizeof err));
+      break;
+    }
+    case 3: {
+      need(5, 4);
+      const int64_t T = count(0, "T"), kvh = count(1, "kvHeads"), hd = count(2, "headDim"), ms = count(3, "maxSeq");
+      const int64_t kn = mul(env, mul(env, T, kvh, "k"), hd, "k"), cn = mul(env, mul(env, kvh, ms, "cache"), hd, "cache");
+      auto* k = static_cast<const float*>(buf(0, kn, "k"));
+      auto* v = static_cast<const float*>(buf(1, kn, "v"));
+      auto* pos = static_cast<const int32_t*>(buf(2, T, "positions"));
+      auto* kc = static_cast<float*>(buf(3, cn, "kCache"));
+      auto* vc = static_cast<float*>(buf(4, cn, "vCache"));
+      // positions are written by the caller (lib/cuda/queue.ts) as pos0 .. pos0 + T - 1 < maxSeq
+      QK_Q(qk_cuda_kv_cache_write_dev(k, v, T, kvh, hd, pos, ms, kc, vc, st, err, sizeof err));
+      break;
+    }
+    case 4: {
+      need(5, 6);
+      const int64_t T = count(0, "T"), h = count(1, "heads"), kvh = count(2, "kvHeads"), hd = count(3, "headDim");
+      const int64_t ms = count(4, "maxSeq"), pos0 = count(5, "pos0");
+      if (kvh < 1 || h % kvh != 0) throw_invalid(env, "Expected heads to be a multiple of kvHeads (>= 1)");
+      if (pos0 + T > ms) throw_invalid(env, "Expected pos0 + T <= maxSeq");
+      const int64_t qn = mul(env, mul(env, T, h, "q"), hd, "q"), cn = mul(env, mul(env, kvh, ms, "cache"), hd, "cache");
+      auto* qp = static_cast<const float*>(buf(0, qn, "q"));
+      auto* kc = static_cast<const float*>(buf(1, cn, "kCache"));
+      auto* vc = static_cast<const float*>(buf(2, cn, "vCache"));
+      auto* out = static_cast<float*>(buf(3, qn, "out"));
+      auto* sc = static_cast<float*>(buf(4, mul(env, mul(env, T, h, "scratch"), pos0 + T, "scratch"), "scratch"));
+      QK_Q(qk_cuda_attention_decode_dev(qp, T, h, kvh, hd, kc, vc, ms, pos0, out, sc, st, err, sizeof err));
+      break;
+    }
+    case 5: {
+      need(3, 1);
+      const int64_t n = count(0, "n");
+      auto* g = static_cast<const float*>(buf(0, n, "gate"));
+      auto* u = static_cast<const float*>(buf(1, n, "up"));
+      auto* o = static_cast<float*>(buf(2, n, "out"));
+      QK_Q(qk_cuda_silu_mul_dev(g, u, n, o, st, err, sizeof err));
+      break;
+    }
+    case 6: {
+      need(2, 1);
+      const int64_t n = count(0, "n");
+      auto* y = static_cast<float*>(buf(0, n, "y"));
+      auto* x = static_cast<const float*>(buf(1, n, "x"));
+      QK_Q(qk_cuda_add_dev(y, x, n, st, err, sizeof err));
+      break;
+    }
+    case 7: {
+      need(6, 7);
+      const int64_t kind = count(0, "kind"), M = count(1, "M"), N = count(2, "N"), K = count(3, "K");
+      const double p0 = d[4], p1 = d[5], p2 = d[6];
+      auto* x = static_cast<const float*>(buf(0, mul(env, M, K, "x"), "x"));
+      auto* y = static_cast<float*>(buf(5, mul(env, M, N, "y"), "y"));
+      const float* bias = b[4] != nullptr ? static_cast<const float*>(buf(4, N, "bias")) : nullptr;
+      switch (kind) {
+        case 0: {
+          auto* w = static_cast<const float*>(buf(1, mul(env, K, N, "w"), "w"));
+          QK_Q(qk_cuda_dense_f32_dev(x, M, N, K, w, bias, y, st, err, sizeof err));
+          break;
+        }
+        case 1:
+        case 2: {
+          if (K > 131071) throw_invalid(env, "Expected K <= 131071 for the 8-bit Tensor-Core GEMM");
+          expect_buffer(env, b[1], dev, static_cast<uint64_t>(mul(env, (K + 63) / 64 * 64, N, "w")), "w");
+          auto* w = static_cast<const uint8_t*>(b[1]->ptr);
+          if (kind == 1) {
+            if (p0 != std::floor(p0) || p1 != std::floor(p1) || p0 < -128 || p1 > 127 || p0 >= p1 || p1 <= 0 || !(p2 >= 0)) {
+              throw_invalid(env, "Expected integers -128 <= lo < hi <= 127 with hi > 0 and epsilon >= 0");
+            }
+            auto* sc = static_cast<const float*>(buf(2, N, "scale"));
+            QK_Q(qk_cuda_dense_w8a8_dev(x, M, N, K, w, sc, bias, static_cast<float>(p0), static_cast<float>(p1),
+                                        static_cast<float>(p2), y, st, err, sizeof err));
+          } else {
+            if (!(p0 > 0) || !(p1 > 0) || !std::isfinite(p0) || !std::isfinite(p1)) throw_invalid(env, "Expected positive finite xScale and wScale");
+            QK_Q(qk_cuda_dense_fp8_dev(x, M, N, K, static_cast<float>(p0), w, static_cast<float>(p1), bias, y, st, err, sizeof err));
+          }
+          break;
+        }
+        case 3: {
+          if (!(p0 == 2 || p0 == 3 || p0 == 4 || p0 == 8) || !(p1 == 0 || p1 == 1) || (p1 == 1 && p0 != 4) || !(p2 >= 1) ||
+              p2 != std::floor(p2) || p2 > 9007199254740991.0) {
+            throw_invalid(env, "Expected bits 2, 3, 4 or 8 (4 for signed int4), isSigned 0 or 1 and a group >= 1");
+          }
+          const int bits = static_cast<int>(p0);
+          const int64_t group = static_cast<int64_t>(p2), G = K == 0 ? 0 : (K + group - 1) / group;
+          expect_buffer(env, b[1], dev, static_cast<uint64_t>(mul(env, K, (bits * N + 7) / 8, "w")), "w");
+          auto* sc = static_cast<const float*>(buf(2, mul(env, G, N, "scale"), "scale"));
+          expect_buffer(env, b[3], dev, static_cast<uint64_t>(mul(env, G, N, "zero")), "zero");
+          QK_Q(qk_cuda_dense_wq_dev(QK_CUDA_F32, x, M, N, K, static_cast<const uint8_t*>(b[1]->ptr), bits,
+                                    static_cast<int>(p1), sc, static_cast<const uint8_t*>(b[3]->ptr), group, nullptr, bias,
+                                    y, QK_CUDA_WQ_AUTO, st, err, sizeof err));
+          break;
+        }
+        default:
+          throw_invalid(env, "Expected a dense kind 0..3 but received " + std::to_string(kind));
+      }
+      break;
+    }
+    default:
+      throw_invalid(env, "Expected a queue op 1..7 but received " + std::to_string(op));
+  }
+#undef QK_Q
+  if (s != QK_STATUS_OK) throw_error(env, status_code(s), err);
+  return env.Undefined();
+#endif
+}
+
+// cudaQueueUpload(queue, dst, host: Float32Array | Int32Array): host -> dst (from byte 0), enqueued; the host array may
+// be reused at once (pageable memory is staged before the call returns).
+Napi::Value CudaQueueUpload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  QueueStream* q = queue_arg(info, 0);
+  DeviceBufferHandle* dst = buffer_arg(info, 1);
+  View host = typed_array(info, 2, "host", {napi_float32_array, napi_int32_array});
+  expect_buffer(env, dst, q->device, host.byte_length, "dst");
+#ifdef QK_WITH_CUDA
+  char err[512] = {0};
+  const qk_status s = qk_cuda_memcpy_async(q->device, dst->ptr, host.data, host.byte_length, 1, q->stream, err, sizeof err);
+  if (s != QK_STATUS_OK) throw_error(env, status_code(s), err);
+  return env.Undefined();
+#else
+  not_built(env);
+#endif
+}
+
+// cudaQueueDownload(queue, src | null, host | null): resolves when everything queued so far has run and (with src)
+// host holds the first host.byteLength bytes of src. Execution errors of the queued kernels reject here.
+Napi::Value CudaQueueDownload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  QueueStream* q = queue_arg(info, 0);
+  DeviceBufferHandle* src = nullptr;
+  View host;
+  if (info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined()) {
+    src = buffer_arg(info, 1);
+    host = typed_array(info, 2, "host", {napi_float32_array});
+    expect_buffer(env, src, q->device, host.byte_length, "src");
+  }
+#ifdef QK_WITH_CUDA
+  View keep_src, keep_q;
+  keep_q.value = info[0];
+  if (src != nullptr) {
+    keep_src.value = info[1];
+    src->busy.fetch_add(1);
+  }
+  const int dev = q->device;
+  void* st = q->stream;
+  void* hp = host.data;
+  const size_t n = host.byte_length;
+  const void* sp = src != nullptr ? src->ptr : nullptr;
+  return PromiseWorker::start(env, [=](std::string& msg) {
+    char err[512] = {0};
+    qk_status s = QK_STATUS_OK;
+    if (sp != nullptr) s = qk_cuda_memcpy_async(dev, hp, sp, n, 0, st, err, sizeof err);
+    const qk_status s2 = qk_cuda_stream_sync(dev, st, s == QK_STATUS_OK ? err : nullptr, s == QK_STATUS_OK ? sizeof err : 0);
+    if (s == QK_STATUS_OK) s = s2;
+    if (src != nullptr) src->busy.fetch_sub(1);
+    msg = err;
+    return s;
+  }, {&host, &keep_src, &keep_q});
+#else
+  not_built(env);
+#endif
+}
+
 // cudaMemoryStats(device) -> { inUseBytes, cachedBytes, backendAllocs, cacheHits }; cudaEmptyCache(device).
 Napi::Value CudaMemoryStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -773,6 +1037,10 @@ void register_cuda_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaDenseF32", Napi::Function::New(env, CudaDenseF32, "cudaDenseF32"));
   exports.Set("cudaRepackNk64", Napi::Function::New(env, CudaRepackNk64, "cudaRepackNk64"));
   exports.Set("cudaDenseResident", Napi::Function::New(env, CudaDenseResident, "cudaDenseResident"));
+  exports.Set("cudaQueueStream", Napi::Function::New(env, CudaQueueStream, "cudaQueueStream"));
+  exports.Set("cudaEnqueue", Napi::Function::New(env, CudaEnqueue, "cudaEnqueue"));
+  exports.Set("cudaQueueUpload", Napi::Function::New(env, CudaQueueUpload, "cudaQueueUpload"));
+  exports.Set("cudaQueueDownload", Napi::Function::New(env, CudaQueueDownload, "cudaQueueDownload"));
   exports.Set("cudaDeviceHas", Napi::Function::New(env, CudaDeviceHas, "cudaDeviceHas"));
 }
 

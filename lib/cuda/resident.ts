@@ -16,8 +16,9 @@
  * | float8 below sm_89                  | dequantized float32 (codes x scale)              | SIMT tiled GEMM              |
  * | GPTQ 2/3/4/8-bit                    | the runtime layout (rows in act order)           | fused dequantize GEMM        |
  *
- * Activations stay on the host in this version: every forward uploads x, runs the kernel on the worker's
- * stream with the resident weights and downloads y (one PCIe round trip per projection).
+ * {@link ResidentProjection.forward} takes host activations: it uploads x, runs the kernel on the worker's stream
+ * with the resident weights and downloads y (one PCIe round trip per projection). Code that keeps its activations
+ * on the device (the Llama decode, lib/models/llama-device.ts) enqueues the same kernels on a DeviceQueue instead.
  *
  * `QK_CUDA_EMULATE=1` (tests only) replaces the device by host memory and the CPU kernels: uploads copy the
  * weights, forwards run the CPU ops on the copies. It exercises the TypeScript plumbing of `to('cuda')` →
@@ -34,6 +35,7 @@ import { denseGptq } from '../ops/dense-gptq';
 import { unpackInt4 } from '../ops/pack';
 import { Tensor, describe } from '../tensor';
 import { DeviceBuffer } from './device-buffer';
+import type { DeviceQueue, QBuf } from './queue';
 
 /** Where a layer's weights live: 'cpu', or a CUDA device ('cuda' = 'cuda:0', 'cuda:1', ...). */
 export type Device = GptqDevice;
@@ -322,6 +324,39 @@ export class ResidentProjection {
       n.cudaDenseResident(this.device, p.kind, xd, M, N, K, p.w._native(), p.scale?._native() ?? null, p.zero?._native() ?? null, null,
         p.bias?._native() ?? null, params, y));
     return y;
+  }
+
+  /**
+   * True when this projection can run on a {@link DeviceQueue} with its input already on the device (no host-side
+   * step: not act-order GPTQ, whose inputs are permuted on the host, and not float8 with a dynamic activation
+   * scale, which is computed from x on the host).
+   * @internal
+   */
+  _queueable(): boolean {
+    if (this.#emulated) return true;
+    const p = this.#plan;
+    return p !== null && p.perm === null && !(p.kind === KIND.fp8 && p.fp8InputScale === null);
+  }
+
+  /**
+   * Enqueues `y [M, N] = x [M, K] @ W + bias` on `q` (device arrays); see {@link ResidentProjection._queueable}.
+   * @internal
+   */
+  async _enqueue(q: DeviceQueue, x: QBuf, M: number, y: QBuf): Promise<void> {
+    const { K, N } = this;
+    if (this.#emulated) {
+      const out = await emulatedForward(this.#emulated.source, this.#emulated.bias, (x.host as Float32Array).slice(0, M * K), M, K, N);
+      (y.host as Float32Array).set(out);
+      return;
+    }
+    const p = this.#plan;
+    if (!p || !this._queueable()) throw new InvalidArgumentError('Expected device weights that run on a device queue (see _queueable)');
+    let params = p.params;
+    if (p.kind === KIND.fp8) {
+      params = p.params.slice();
+      params[0] = p.fp8InputScale as number;
+    }
+    q.dense(p.kind, x, M, N, K, p.w, p.scale, p.zero, p.bias, params, y);
   }
 
   /** Frees the device memory (idempotent). Buffers still read by a running forward are freed by their finalizers. */

@@ -342,6 +342,16 @@ export class Dense extends Layer {
     });
   }
 
+  /**
+   * The device copy of the projection (uploading it if the weights changed), or null when the layer is on the host
+   * or has an activation (callers that chain device ops need a bare projection).
+   * @internal
+   */
+  async _deviceProjection(): Promise<ResidentProjection | null> {
+    if (this._deviceIndex === null || this.activation !== 'linear' || !this.built) return null;
+    return (await this.resident(this._deviceIndex))[0];
+  }
+
   /** The projection on the device (x2d: `[..., in]` float32, flattened to rows). */
   private async deviceForward(x: Tensor<'float32'>): Promise<Tensor<'float32'>> {
     const M = x.size / this.inputDim;

@@ -6,6 +6,7 @@
  * @packageDocumentation
  */
 import { AbortedError, CorruptFileError, InvalidArgumentError, ShapeMismatchError } from '../errors';
+import { deviceForwardBlocks, syncCacheToHost } from './llama-device';
 import { Dense } from '../layers/dense';
 import { ReversibleEmbedding } from '../layers/embedding';
 import type { Layer, LayerOptions } from '../layers/layer';
@@ -480,8 +481,15 @@ export class LlamaCausalLM extends Model {
     }
     if (!this.built) await this.build();
     let x = (await this.tokenEmbedding.apply(ids)) as Tensor<'float32'>;
-    for (let l = 0; l < this.decoderBlocks.length; l++) {
-      x = (await this.decoderBlocks[l].apply(x, { cache: cache.layers[l], maxSeq: cache.maxSeq, startPos: cache.length })) as Tensor<'float32'>;
+    // on a CUDA device, one sequence runs its blocks with activations and KV cache on the device
+    const onDevice = this._deviceIndex !== null && B === 1 ? await deviceForwardBlocks(this.decoderBlocks, this._deviceIndex, x.data, T, cache) : null;
+    if (onDevice) {
+      x = new Tensor('float32', [B, T, this.arch.hiddenDim], onDevice);
+    } else {
+      await syncCacheToHost(cache);
+      for (let l = 0; l < this.decoderBlocks.length; l++) {
+        x = (await this.decoderBlocks[l].apply(x, { cache: cache.layers[l], maxSeq: cache.maxSeq, startPos: cache.length })) as Tensor<'float32'>;
+      }
     }
     cache.length += T;
     const D = this.arch.hiddenDim;
@@ -535,6 +543,7 @@ export class LlamaCausalLM extends Model {
     this.checkIds(ids);
     if (!this.built) await this.build();
     let x = (await this.tokenEmbedding.apply(ids)) as Tensor<'float32'>;
+    for (const c of caches) await syncCacheToHost(c);
     const starts = caches.map((c) => c.length);
     for (let l = 0; l < this.decoderBlocks.length; l++) {
       x = (await this.decoderBlocks[l].apply(x, { cache: caches.map((c) => c.layers[l]), maxSeq, startPos: starts })) as Tensor<'float32'>;

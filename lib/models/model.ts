@@ -877,8 +877,9 @@ export class Model extends Layer {
   /**
    * Moves the weights of every layer to `device` ('cpu', 'cuda' = 'cuda:0', 'cuda:<index>'); exclusive like
    * `quantize()` (waits for calls in flight). On a CUDA device the Dense and EinsumDense projections (float32, int8, int4, float8 and
-   * GPTQ weights, in their storage format) run on the GPU with device-resident weights; activations, embeddings,
-   * norms and attention stay on the host in this version. `quantize()` on a model on a CUDA device re-uploads the
+   * GPTQ weights, in their storage format) run on the GPU with device-resident weights; a `LlamaCausalLM` decoding one
+   * sequence also keeps its activations and KV cache on the device (lib/models/llama-device.ts); elsewhere
+   * activations, embeddings, norms and attention stay on the host. `quantize()` on a model on a CUDA device re-uploads the
    * new weights, and GPTQ runs its Hessians and sweep on that device unless `device` says otherwise. On failure
    * (e.g. out of device memory) nothing moves.
    * @throws InvalidArgumentError for a bad device string; UnsupportedError (`QK_UNSUPPORTED`) when the device is

@@ -217,6 +217,11 @@ export interface NativeBinding {
   cudaMemoryStats(device: number): { inUseBytes: number; cachedBytes: number; backendAllocs: number; cacheHits: number };
   cudaEmptyCache(device: number): void;
   cudaDeviceHas(device: number, feature: number): boolean;
+  // A queue of device ops on the JS thread's stream (lib/cuda/queue.ts).
+  cudaQueueStream(device: number): unknown;
+  cudaEnqueue(queue: unknown, op: number, buffers: Array<NativeCudaBuffer | null>, nums: Float64Array): void;
+  cudaQueueUpload(queue: unknown, dst: NativeCudaBuffer, host: Float32Array | Int32Array): void;
+  cudaQueueDownload(queue: unknown, src: NativeCudaBuffer | null, host: Float32Array | null): Promise<void>;
   // Float32 GEMM (host arrays) and Dense forwards with device-resident weights (lib/cuda/resident.ts).
   cudaDenseF32(device: number, x: Float32Array, M: number, N: number, K: number, w: Float32Array, bias: Float32Array | null, y: Float32Array): Promise<void>;
   cudaRepackNk64(src: NativeCudaBuffer, K: number, N: number, dst: NativeCudaBuffer): Promise<void>;

@@ -10,6 +10,7 @@ import {
   AbsMaxQuantizer, cudaAvailable, Dense, EinsumDense, GPTQConfig, Int4QuantizationConfig, Int8QuantizationConfig, LlamaCausalLM, Quantizer,
   Sequential, Tensor, capabilities,
 } from '../../lib';
+import { DeviceQueue } from '../../lib/cuda/queue';
 import { loadNative } from '../../lib/native/load';
 import { randomF32 } from '../helpers';
 
@@ -66,6 +67,10 @@ describe('device strings and devices that are not there', () => {
     expect(() => n.cudaDenseResident(0, 0, x, 3, 2, 2, null as never, null, null, null, null, params, y)).toThrow(expect.objectContaining({ code: 'QK_SHAPE_MISMATCH' }));
     expect(() => n.cudaRepackNk64({} as never, 4, 4, {} as never)).toThrow(expect.objectContaining({ code: 'QK_INVALID_ARGUMENT' }));
     expect(() => n.cudaDenseF32(0, x, 2, 2, 2, new Float32Array(3), null, y)).toThrow(expect.objectContaining({ code: 'QK_SHAPE_MISMATCH' }));
+    expect(() => n.cudaEnqueue({} as never, 6, [], params)).toThrow(expect.objectContaining({ code: 'QK_INVALID_ARGUMENT', message: expect.stringMatching(/queue/) }));
+    expect(() => n.cudaQueueUpload(null, null as never, x)).toThrow(expect.objectContaining({ code: 'QK_INVALID_ARGUMENT' }));
+    await expect((async () => n.cudaQueueDownload(undefined, null, null))()).rejects.toMatchObject({ code: 'QK_INVALID_ARGUMENT' });
+    if (!cudaAvailable()) expect(() => n.cudaQueueStream(0)).toThrow(expect.objectContaining({ code: 'QK_UNSUPPORTED' }));
   });
 });
 
@@ -150,6 +155,32 @@ describe('the emulated device (QK_CUDA_EMULATE=1): plumbing of to() -> predict /
     await expect(m.to('cuda')).rejects.toMatchObject({ code: 'QK_UNSUPPORTED', message: expect.stringMatching(/custom quantizer/) });
     expect([m.device, a.device, b.device]).toEqual(['cpu', 'cpu', 'cpu']);
     await expect(m.to('cuda:1')).rejects.toMatchObject({ code: 'QK_UNSUPPORTED', message: expect.stringMatching(/emulates one device/) });
+  });
+
+  test('Llama decode with activations and KV cache on the (emulated) device; caches move between device and host steps', async () => {
+    const lm = await LlamaCausalLM.fromFile(MODEL);
+    const ref = await LlamaCausalLM.fromFile(MODEL);
+    const prompt = new Tensor('int32', [1, 5], Int32Array.from([1, 403, 407, 261, 378]));
+    const step = (t: number) => new Tensor('int32', [1, 1], Int32Array.from([t]));
+    const attention = jest.spyOn(DeviceQueue.prototype, 'attention');
+    const c = lm.newCache(1);
+    const r = ref.newCache(1);
+    await lm.to('cuda');
+    const seq: Array<[number, 'cuda' | 'cpu']> = [[299, 'cuda'], [300, 'cpu'], [301, 'cpu'], [302, 'cuda'], [303, 'cuda']];
+    expect(Array.from(await lm.forwardWithCache(prompt, c))).toEqual(Array.from(await ref.forwardWithCache(prompt, r)));
+    expect(attention).toHaveBeenCalledTimes(lm.decoderBlocks.length);
+    for (const [tok, where] of seq) {
+      if (lm.device !== (where === 'cuda' ? 'cuda:0' : 'cpu')) await lm.to(where);
+      expect(Array.from(await lm.forwardWithCache(step(tok), c))).toEqual(Array.from(await ref.forwardWithCache(step(tok), r)));
+    }
+    // host arrays of the cache equal the reference's after a host step syncs them
+    await lm.to('cpu');
+    const [a] = await Promise.all([lm.decodeStep([7], [c]), Promise.resolve()]);
+    expect(Array.from(a)).toEqual(Array.from(await ref.decodeStep([7], [r])));
+    expect(Array.from(c.layers[2].k)).toEqual(Array.from(r.layers[2].k));
+    expect(attention.mock.calls.length).toBe(lm.decoderBlocks.length * 4); // prompt + 3 device steps
+    attention.mockRestore();
+    await Promise.all([lm.dispose(), ref.dispose()]);
   });
 
   test('LlamaCausalLM (stories260K): greedy generate on cuda equals cpu; quantize on the device; to(cpu); dispose', async () => {

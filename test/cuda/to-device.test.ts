@@ -122,6 +122,22 @@ const MODES: Array<[string, (d: Dense) => Promise<void>, number]> = [
     p.dispose();
   });
 
+  test('Llama decode with activations and KV cache on the device, mixed with host steps, vs the CPU', async () => {
+    const lm = await LlamaCausalLM.fromFile(MODEL);
+    const ref = await LlamaCausalLM.fromFile(MODEL);
+    const c = lm.newCache(1);
+    const r = ref.newCache(1);
+    await lm.to('cuda');
+    const prompt = new Tensor('int32', [1, 5], Int32Array.from([1, 403, 407, 261, 378]));
+    expect(relErr(await lm.forwardWithCache(prompt, c), await ref.forwardWithCache(prompt, r))).toBeLessThanOrEqual(1e-4);
+    for (const [tok, where] of [[299, 'cuda'], [300, 'cpu'], [301, 'cuda'], [302, 'cuda']] as Array<[number, 'cuda' | 'cpu']>) {
+      await lm.to(where);
+      const ids = new Tensor('int32', [1, 1], Int32Array.from([tok]));
+      expect(relErr(await lm.forwardWithCache(ids, c), await ref.forwardWithCache(ids, r))).toBeLessThanOrEqual(1e-4);
+    }
+    await Promise.all([lm.dispose(), ref.dispose()]);
+  });
+
   test('LlamaCausalLM (stories260K): generate on cuda equals cpu (float32, int8), logits within tolerance, GPTQ on the device', async () => {
     const cpu = await LlamaCausalLM.fromFile(MODEL);
     const dev = await LlamaCausalLM.fromFile(MODEL);
