@@ -785,6 +785,9 @@ Napi::Value CudaEnqueue(const Napi::CallbackInfo& info) {
   char err[512] = {0};
   qk_status s = QK_STATUS_OK;
   void* st = q->stream;
+  // the launchers launch on the calling thread's current device
+  s = qk_cuda_use_device(dev, err, sizeof err);
+  if (s != QK_STATUS_OK) throw_error(env, status_code(s), err);
 #define QK_Q(call) s = (call)
   switch (op) {
     case 1: {
