@@ -447,9 +447,27 @@ export class LlamaCausalLM extends Model {
     this.checkIds(ids);
     if (!this.built) await this.build();
     let x = (await this.tokenEmbedding.apply(ids)) as Tensor<'float32'>;
-    for (const b of this.decoderBlocks) x = (await b.apply(x)) as Tensor<'float32'>;
+    const onDevice = this._deviceIndex !== null ? await this.deviceRows(x) : null;
+    if (onDevice) x = onDevice;
+    else for (const b of this.decoderBlocks) x = (await b.apply(x)) as Tensor<'float32'>;
     x = await this.applyFinalNorm(x);
     return (await this.tokenEmbedding.apply(x, { reverse: true })) as Tensor<'float32'>;
+  }
+
+  /**
+   * The decoder blocks on the model's CUDA device for `x` [B, T, D] without a cache (causal within each row): every
+   * row runs on the device with activations there and a fresh KV cache of T positions. Null when the blocks cannot
+   * run on the device queue (the caller then runs them layer by layer).
+   */
+  private async deviceRows(x: Tensor<'float32'>): Promise<Tensor<'float32'> | null> {
+    const [B, T, D] = x.shape;
+    const out = new Float32Array(B * T * D);
+    for (let b = 0; b < B; b++) {
+      const y = await deviceForwardBlocks(this.decoderBlocks, this._deviceIndex as number, x.data.subarray(b * T * D, (b + 1) * T * D), T, this.newCache(1, T));
+      if (!y) return null;
+      out.set(y, b * T * D);
+    }
+    return new Tensor('float32', [B, T, D], out);
   }
 
   private checkIds(ids: unknown): asserts ids is Tensor {

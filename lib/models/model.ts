@@ -902,6 +902,12 @@ export class Model extends Layer {
     return this;
   }
 
+  /** @internal A nested model moves with its layers (it holds no weights of its own). */
+  override async _placeOwnWeights(index: number | null): Promise<boolean> {
+    void index;
+    return true;
+  }
+
   /** GPTQ's device when quantize() names none: the model's CUDA device (not the emulated one), else the CPU. */
   private gptqDefaultDevice(): GptqDevice | undefined {
     return this._deviceIndex !== null && !cudaEmulated() ? `cuda:${this._deviceIndex}` : undefined;

@@ -146,6 +146,18 @@ describe('the emulated device (QK_CUDA_EMULATE=1): plumbing of to() -> predict /
     expect(onDev.device).toBe('cuda:0');
   });
 
+  test('nested models move with their layers', async () => {
+    const inner = new Sequential({ layers: [dense(6, 8, 41)] });
+    const outer = new Sequential({ layers: [inner, dense(3, 6, 42)] });
+    const x = new Tensor('float32', [2, 8], randomF32(16, 9));
+    const cpu = ((await outer.predict(x)) as Tensor).data;
+    await outer.to('cuda');
+    expect([outer.device, inner.device, inner.layers[inner.layers.length - 1].device]).toEqual(['cuda:0', 'cuda:0', 'cuda:0']);
+    expect(Array.from(((await outer.predict(x)) as Tensor).data)).toEqual(Array.from(cpu));
+    await outer.to('cpu');
+    expect([outer.device, inner.device]).toEqual(['cpu', 'cpu']);
+  });
+
   test('a layer without a device path fails the move and nothing moves (rollback)', async () => {
     class Halving extends AbsMaxQuantizer {}
     const a = dense(8, 8, 31);
@@ -173,12 +185,18 @@ describe('the emulated device (QK_CUDA_EMULATE=1): plumbing of to() -> predict /
       if (lm.device !== (where === 'cuda' ? 'cuda:0' : 'cpu')) await lm.to(where);
       expect(Array.from(await lm.forwardWithCache(step(tok), c))).toEqual(Array.from(await ref.forwardWithCache(step(tok), r)));
     }
+    // predict(): every row's blocks on the device with a fresh cache
+    await lm.to('cuda');
+    const before = attention.mock.calls.length;
+    const ids = new Tensor('int32', [2, 4], Int32Array.from([1, 403, 407, 261, 1, 299, 300, 301]));
+    expect(Array.from(((await lm.predict(ids)) as Tensor).data)).toEqual(Array.from(((await ref.predict(ids)) as Tensor).data));
+    expect(attention.mock.calls.length - before).toBe(2 * lm.decoderBlocks.length);
     // host arrays of the cache equal the reference's after a host step syncs them
     await lm.to('cpu');
     const [a] = await Promise.all([lm.decodeStep([7], [c]), Promise.resolve()]);
     expect(Array.from(a)).toEqual(Array.from(await ref.decodeStep([7], [r])));
     expect(Array.from(c.layers[2].k)).toEqual(Array.from(r.layers[2].k));
-    expect(attention.mock.calls.length).toBe(lm.decoderBlocks.length * 4); // prompt + 3 device steps
+    expect(attention.mock.calls.length).toBe(lm.decoderBlocks.length * 6); // prompt + 3 device steps + 2 predict rows
     attention.mockRestore();
     await Promise.all([lm.dispose(), ref.dispose()]);
   });
