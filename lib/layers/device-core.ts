@@ -67,26 +67,33 @@ export async function residentSourceOf(p: ProjectionWeights): Promise<ResidentSo
  * ```
  */
 export class ResidentSlot {
-  private entry: { key: readonly unknown[]; projs: Promise<ResidentProjection[]> } | null = null;
+  private entry: { key: readonly unknown[]; projs: Promise<ResidentProjection[]>; done: ResidentProjection[] | null } | null = null;
 
   get(key: readonly unknown[], make: () => Promise<ResidentProjection[]>): Promise<ResidentProjection[]> {
     const cur = this.entry;
     if (cur && cur.key.length === key.length && cur.key.every((v, i) => v === key[i])) return cur.projs;
     this.drop();
     const projs = make();
-    const entry = { key, projs };
+    const entry: { key: readonly unknown[]; projs: Promise<ResidentProjection[]>; done: ResidentProjection[] | null } = { key, projs, done: null };
     this.entry = entry;
-    projs.catch(() => {
-      if (this.entry === entry) this.entry = null;
-    });
+    projs.then(
+      (ps) => {
+        entry.done = ps;
+      },
+      () => {
+        if (this.entry === entry) this.entry = null;
+      },
+    );
     return projs;
   }
 
-  /** Frees the copies (when the uploads settle, if they are still running). */
+  /** Frees the copies now (or when their uploads settle, if they are still running). */
   drop(): void {
     const e = this.entry;
     this.entry = null;
-    if (e) e.projs.then((ps) => ps.forEach((p) => p.dispose()), () => undefined);
+    if (!e) return;
+    if (e.done) e.done.forEach((p) => p.dispose());
+    else e.projs.then((ps) => ps.forEach((p) => p.dispose()), () => undefined);
   }
 }
 

@@ -8,7 +8,7 @@
 import * as path from 'path';
 import {
   AbsMaxQuantizer, cudaAvailable, Dense, EinsumDense, GPTQConfig, Int4QuantizationConfig, Int8QuantizationConfig, LlamaCausalLM, Quantizer,
-  Sequential, Tensor, capabilities,
+  ResidentProjection, Sequential, Tensor, capabilities,
 } from '../../lib';
 import { DeviceQueue } from '../../lib/cuda/queue';
 import { loadNative } from '../../lib/native/load';
@@ -144,6 +144,11 @@ describe('the emulated device (QK_CUDA_EMULATE=1): plumbing of to() -> predict /
     twin.bias!.assign(b);
     expect(Array.from(await run(onDev, x))).toEqual(Array.from(await run(twin, x)));
     expect(onDev.device).toBe('cuda:0');
+    // every replaced copy was freed (float, int8 before the bias change), and to('cpu') frees the current one at once
+    const dispose = jest.spyOn(ResidentProjection.prototype, 'dispose');
+    await onDev.to('cpu');
+    expect(dispose).toHaveBeenCalledTimes(1);
+    dispose.mockRestore();
   });
 
   test('nested models move with their layers', async () => {
