@@ -143,7 +143,7 @@ const MODES: Array<[string, (d: Dense) => Promise<void>, number]> = [
     const dev = await LlamaCausalLM.fromFile(MODEL);
     await dev.to('cuda');
     const prompt = 'Once upon a time';
-    const opts = { maxNewTokens: 32 };
+    const opts = { maxNewTokens: 16 };
     expect((await dev.generate(prompt, opts)).tokens).toEqual((await cpu.generate(prompt, opts)).tokens);
     const ids = new Tensor('int32', [1, 6], Int32Array.from([1, 403, 407, 261, 378, 299]));
     const lc = ((await cpu.predict(ids)) as Tensor<'float32'>).data;
