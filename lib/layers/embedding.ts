@@ -4,6 +4,7 @@
  * @packageDocumentation
  */
 import { InvalidArgumentError, ShapeMismatchError, UnsupportedError } from '../errors';
+import { ResidentProjection } from '../cuda/resident';
 import { denseForward } from '../ops/dense';
 import { packInt4, unpackInt4 } from '../ops/pack';
 import { Int4DTypePolicy } from '../dtype-policies';
@@ -25,6 +26,7 @@ import {
   serializeInitializer,
   serializeQuantizationConfig,
 } from './core-layers';
+import { residentSourceOf, ResidentSlot } from './device-core';
 import { initialize, Initializer } from './initializers';
 import { Layer, LayerOptions } from './layer';
 import { Variable } from './variable';
@@ -343,6 +345,8 @@ export class ReversibleEmbedding extends Embedding {
   readonly logitSoftCap: number | null;
   /** Untied output projection `[dim, vocab]` (float mode). */
   reverseEmbeddings: Variable<'float32'> | null = null;
+  /** Device copy of the reverse projection (after `to('cuda')`). */
+  private readonly _reverseResident = new ResidentSlot();
   private reverseState: QuantState | null = null;
   private reverseQuantizer: Quantizer | null = null;
   private tiedCache: { source: unknown; kernel: Float32Array | QuantState } | null = null;
@@ -372,8 +376,33 @@ export class ReversibleEmbedding extends Embedding {
 
   protected override releaseState(): void {
     super.releaseState();
+    this._reverseResident.drop();
     this.tiedCache = null;
     this.reverseState = null;
+  }
+
+  /** @internal The reverse projection (logits) moves to device `index` (null: frees it); lookups stay on the host. */
+  override async _placeOwnWeights(index: number | null): Promise<boolean> {
+    if (index === null) this._reverseResident.drop();
+    else if (this.built) await this.reverseProjection(index);
+    return true;
+  }
+
+  /** The device copy of the reverse projection `[dim, vocab]` (tied: the transposed table), re-uploaded on change. */
+  private reverseProjection(index: number): Promise<ResidentProjection[]> {
+    const key = [index, this.embeddings?.value, this.reverseEmbeddings?.value, this.tstate, this.reverseState, this.reverseQuantizer, this.quantizationMode];
+    return this._reverseResident.get(key, async () => {
+      const quantized = this.quantizationMode !== null;
+      const src = await residentSourceOf({
+        floatKernel: quantized ? null : this.tieWeights ? this.tiedFloatKernel() : (this.reverseEmbeddings as Variable<'float32'>).value.data,
+        qstate: quantized ? (this.tieWeights ? await this.tiedQuantState() : this.reverseState) : null,
+        gptq: null,
+        inputsQuantizer: this.reverseQuantizer,
+        float8InputScale: null,
+        layerName: this.name,
+      });
+      return [await ResidentProjection.upload(src, this.outputDim, this.inputDim, null, index)];
+    });
   }
 
   protected override afterLoad(): void {
@@ -441,7 +470,10 @@ export class ReversibleEmbedding extends Embedding {
     const lead = x.shape.slice(0, -1);
     const x2d = x.reshape([lead.reduce((a, b) => a * b, 1), D]) as Tensor<'float32'>;
     let y: Tensor<'float32'>;
-    if (this.quantizationMode === null) {
+    if (this._deviceIndex !== null) {
+      const [p] = await this.reverseProjection(this._deviceIndex);
+      y = new Tensor('float32', [x2d.shape[0], V], await p.forward(x2d.data, x2d.shape[0]));
+    } else if (this.quantizationMode === null) {
       const kernel = this.tieWeights ? this.tiedFloatKernel() : (this.reverseEmbeddings as Variable<'float32'>).value.data;
       y = await denseForward(x2d, { format: 'float32', kernel }, V, null);
     } else {

@@ -400,7 +400,7 @@ export abstract class Layer {
 
   /**
    * Where this layer's weights live: 'cpu', or 'cuda:<index>' after {@link Layer.to}. Layers without a device
-   * implementation (everything but Dense and EinsumDense today) report 'cpu' and keep computing on the host.
+   * implementation (everything but Dense, EinsumDense and ReversibleEmbedding's logits projection today) report 'cpu' and keep computing on the host.
    * @example
    * ```ts
    * await dense.to('cuda');

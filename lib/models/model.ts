@@ -876,7 +876,7 @@ export class Model extends Layer {
 
   /**
    * Moves the weights of every layer to `device` ('cpu', 'cuda' = 'cuda:0', 'cuda:<index>'); exclusive like
-   * `quantize()` (waits for calls in flight). On a CUDA device the Dense and EinsumDense projections (float32, int8, int4, float8 and
+   * `quantize()` (waits for calls in flight). On a CUDA device the Dense and EinsumDense projections (and the logits projection of a ReversibleEmbedding) (float32, int8, int4, float8 and
    * GPTQ weights, in their storage format) run on the GPU with device-resident weights; a `LlamaCausalLM` decoding one
    * sequence also keeps its activations and KV cache on the device (lib/models/llama-device.ts); elsewhere
    * activations, embeddings, norms and attention stay on the host. `quantize()` on a model on a CUDA device re-uploads the

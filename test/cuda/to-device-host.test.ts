@@ -214,7 +214,7 @@ describe('the emulated device (QK_CUDA_EMULATE=1): plumbing of to() -> predict /
     expect(lm.device).toBe('cuda:0');
     const q = lm.decoderBlocks[0].sublayers.query;
     expect(q.device).toBe('cuda:0');
-    expect(lm.tokenEmbedding.device).toBe('cpu'); // no device path for the embedding: it stays on the host
+    expect(lm.tokenEmbedding.device).toBe('cuda:0'); // the logits projection; lookups stay on the host
     const dev = await lm.generate('Once upon a time', opts);
     expect(dev.tokens).toEqual(cpu.tokens);
     // quantize while on the device (exclusive with generate via the model gate), then compare with a CPU twin
