@@ -4,6 +4,7 @@
 // first use and kept for the life of the process (the worker threads are as long-lived).
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 
@@ -47,8 +48,16 @@ Allocators& allocators() {
   return *a;
 }
 
-// Makes `device` current after checking that it exists and that this build has code for it.
+// Makes `device` current after checking that it exists and that this build has code for it. Devices that passed
+// the check once are only made current later (g_device_ok). cudaGetDeviceProperties costs far more than a kernel launch, and the device queue of the Llama
+// decode calls this once per enqueued kernel. A device cannot disappear or change within a process.
+std::atomic<bool> g_device_ok[kMaxDevices];
+
 qk_status use_device(int device, char* err, size_t err_len) {
+  if (device >= 0 && device < kMaxDevices && g_device_ok[device].load(std::memory_order_acquire)) {
+    QK_CU_TRY(cudaSetDevice(device), "cudaSetDevice");
+    return QK_STATUS_OK;
+  }
   int count = 0;
   char why[256];
   qk_cuda_device_count(&count, why, sizeof why);
@@ -66,6 +75,7 @@ qk_status use_device(int device, char* err, size_t err_len) {
     return QK_STATUS_UNSUPPORTED;
   }
   QK_CU_TRY(cudaSetDevice(device), "cudaSetDevice");
+  g_device_ok[device].store(true, std::memory_order_release);
   return QK_STATUS_OK;
 }
 
