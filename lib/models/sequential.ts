@@ -26,6 +26,7 @@ export interface SequentialOptions extends LayerOptions {
  * ```ts
  * import { Sequential, Dense, Input } from 'quantkit';
  * const model = new Sequential({ layers: [Input({ shape: [10] }), new Dense({ units: 32, activation: 'relu' }), new Dense({ units: 1 })] });
+ * // or, as in Keras: new Sequential([Input({ shape: [10] }), new Dense({ units: 32 })], { name: 'mlp' })
  * await model.build();                     // or just call it: the first call builds
  * const y = await model.apply(x);
  * await model.quantize('int8', { verbose: false });
@@ -37,9 +38,20 @@ export class Sequential extends Model {
   private _qkStack: Layer[] = [];
   private _qkSeqGraph: FunctionalGraph | null = null;
 
-  constructor(options: SequentialOptions = {}) {
-    super({ name: options.name, dtype: options.dtype, trainable: options.trainable });
-    const layers = options.layers ?? [];
+  /**
+   * @param layersOrOptions the options, or the layers directly as in Keras (`keras.Sequential([...])`).
+   * @param options more options when the first argument is the layer array (its `layers` must be absent).
+   */
+  constructor(layersOrOptions: SequentialOptions | Array<Layer | SymbolicTensor> = {}, options: Omit<SequentialOptions, 'layers'> = {}) {
+    if (Array.isArray(layersOrOptions) && options !== null && typeof options === 'object' && 'layers' in options && (options as SequentialOptions).layers !== undefined) {
+      throw new InvalidArgumentError('Expected the layers once but received them both as the first argument and as options.layers; pass one of them');
+    }
+    const opts: SequentialOptions = Array.isArray(layersOrOptions) ? { ...(options ?? {}), layers: layersOrOptions } : (layersOrOptions ?? {});
+    if (typeof opts !== 'object') {
+      throw new InvalidArgumentError(`Expected an array of layers or an options object for layersOrOptions but received ${describe(layersOrOptions)}`);
+    }
+    super({ name: opts.name, dtype: opts.dtype, trainable: opts.trainable });
+    const layers = opts.layers ?? [];
     if (!Array.isArray(layers)) {
       throw new InvalidArgumentError(`Expected an array of layers for layers but received ${describe(layers)}`);
     }

@@ -119,6 +119,18 @@ describe('Sequential', () => {
     expect(d1.kernel!.path).toBe('hidden/kernel');
   });
 
+  test('the layers can be passed directly as in Keras, with options second; passing them twice or a non-object is refused', async () => {
+    const d1 = new Dense({ units: 3, name: 'first' });
+    const d2 = new Dense({ units: 2 });
+    const m = new Sequential([Input({ shape: [4] }), d1, d2], { name: 'direct' });
+    expect(m.name).toBe('direct');
+    expect(m.layers).toEqual([d1, d2]);
+    const y = await m.apply(input(2, 4, 7));
+    expect(y.shape).toEqual([2, 2]);
+    expect(() => new Sequential([d2], { layers: [d1] } as never)).toThrow(InvalidArgumentError);
+    expect(() => new Sequential(5 as never)).toThrow(/layersOrOptions/);
+  });
+
   test('an Input first builds at once; build(shape) works without one; add() after build rebuilds', async () => {
     const m = new Sequential({ layers: [Input({ shape: [3] }), new Dense({ units: 2 })] });
     await m.build();
