@@ -91,7 +91,9 @@ describe.each(ISAS)('packed GEMMs, isa=%s', (isa) => {
 
   test('bare sgemm / igemm with packed B', async () => {
     let seed = 77;
-    for (const [M, K, N] of [[17, 129, 33], [129, 1031, 200], [33, 3, 127], [2, 5, 65]]) {
+    // [251, 1031, 500]: more rows than one int8 item takes with a packed B (kMC = 240; N = 500 gives 8 column items, so
+    // the M split is the packed cap, not the thread plan) and three K blocks.
+    for (const [M, K, N] of [[17, 129, 33], [129, 1031, 200], [33, 3, 127], [2, 5, 65], [251, 1031, 500]]) {
       const a = randomF32(M * K, seed++);
       const b = randomF32(K * N, seed++);
       const ai = randomI8(M * K, seed++);

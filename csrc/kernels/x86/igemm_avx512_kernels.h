@@ -42,8 +42,9 @@
 // core: ports 0 and 5).
 // Loop order per item (BLIS-like): K block -> pack B block (kc x Nt, L2) -> MC rows of A (L2) -> B panel
 // (kc x 64, L1) -> MR rows -> micro-kernel. The first K block stores acc - comp, later ones add into C.
-// While one K block is multiplied, the rows of the next one are software-prefetched into L2 a few lines per
-// micro-kernel call; C lines are prefetched at the start of each micro-kernel. Column tails use masked
+// While one K block is multiplied, the rows of the next one are software-prefetched into L2 (a few lines per
+// micro-kernel call; pre-packed B: one line per k-group inside the micro-kernel). Pre-packed B: items are at most
+// kMC rows, so an item's C tile stays in L2 across its K blocks. C lines are prefetched at the start of each micro-kernel. Column tails use masked
 // loads/stores; row tails use the MR' < MR instantiations. After an item's last K block the driver calls
 // an epilogue on the finished rectangle of C (a no-op for igemm; descale + bias for the dense kernels).
 #ifndef QK_KERNELS_X86_IGEMM_AVX512_KERNELS_H_
@@ -225,9 +226,12 @@ inline void store_row(int32_t* cr, const __mmask16* mk, const int32_t* comp, __m
 // b: packed panel of kg groups. comp != nullptr: first K block, store acc - comp[r]; otherwise add acc into
 // C. ncols in [1, 64] (masked stores past it). The accumulators are named variables rather than an array:
 // GCC keeps an array of vectors in memory across the loop, which costs a store per vpdpbusd.
+// pf, npf: prefetch the npf 64-byte lines at pf into L2, one line per k-group of the first npf groups (npf <= kg; 0:
+// none). The driver points it at the next K block of a pre-packed panel, so that block is fetched at the pace of the
+// computation rather than in bursts that stall on the line-fill buffers.
 template <int MR>
 void micro_kernel(int64_t kg, const int8_t* a, const uint8_t* b, int32_t* c, int64_t ldc, const int32_t* comp,
-                  int64_t ncols) {
+                  int64_t ncols, const uint8_t* pf, int64_t npf) {
   static_assert(MR >= 1 && MR <= 6, "MR");
   // C is touched only after the loop; request its lines now so that the misses overlap the computation.
   for (int r = 0; r < MR; ++r)
@@ -244,20 +248,27 @@ void micro_kernel(int64_t kg, const int8_t* a, const uint8_t* b, int32_t* c, int
     c##r##2 = dpbusd(c##r##2, b2, av);                                                     \
     c##r##3 = dpbusd(c##r##3, b3, av);                                                     \
   }
-  for (int64_t g = 0; g < kg; ++g) {
-    const __m512i b0 = _mm512_load_si512(b + 0);
-    const __m512i b1 = _mm512_load_si512(b + 64);
-    const __m512i b2 = _mm512_load_si512(b + 128);
-    const __m512i b3 = _mm512_load_si512(b + 192);
-    QK_IGEMM_ROW(0)
-    QK_IGEMM_ROW(1)
-    QK_IGEMM_ROW(2)
-    QK_IGEMM_ROW(3)
-    QK_IGEMM_ROW(4)
-    QK_IGEMM_ROW(5)
-    a += 4;
-    b += 256;
+#define QK_IGEMM_GROUP                              \
+  {                                                 \
+    const __m512i b0 = _mm512_load_si512(b + 0);    \
+    const __m512i b1 = _mm512_load_si512(b + 64);   \
+    const __m512i b2 = _mm512_load_si512(b + 128);  \
+    const __m512i b3 = _mm512_load_si512(b + 192);  \
+    QK_IGEMM_ROW(0)                                 \
+    QK_IGEMM_ROW(1)                                 \
+    QK_IGEMM_ROW(2)                                 \
+    QK_IGEMM_ROW(3)                                 \
+    QK_IGEMM_ROW(4)                                 \
+    QK_IGEMM_ROW(5)                                 \
+    a += 4;                                         \
+    b += 256;                                       \
   }
+  for (int64_t g = 0; g < npf; ++g) {
+    _mm_prefetch(reinterpret_cast<const char*>(pf + 64 * g), _MM_HINT_T1);
+    QK_IGEMM_GROUP
+  }
+  for (int64_t g = npf; g < kg; ++g) QK_IGEMM_GROUP
+#undef QK_IGEMM_GROUP
 #undef QK_IGEMM_ROW
 
   __mmask16 mk[4];
@@ -273,7 +284,8 @@ void micro_kernel(int64_t kg, const int8_t* a, const uint8_t* b, int32_t* c, int
   if constexpr (MR > 5) store_row(c + 5 * ldc, mk, comp ? comp + 5 : nullptr, c50, c51, c52, c53);
 }
 
-using KernelFn = void (*)(int64_t, const int8_t*, const uint8_t*, int32_t*, int64_t, const int32_t*, int64_t);
+using KernelFn = void (*)(int64_t, const int8_t*, const uint8_t*, int32_t*, int64_t, const int32_t*, int64_t,
+                         const uint8_t*, int64_t);
 constexpr KernelFn kKernels[kMR + 1] = {nullptr,          micro_kernel<1>, micro_kernel<2>, micro_kernel<3>,
                                         micro_kernel<4>, micro_kernel<5>, micro_kernel<6>};
 
@@ -289,7 +301,17 @@ Status igemm_driver(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t ld
                     const Src& src, int32_t* C, int64_t ldc, ThreadPool* pool, const Epilogue& epilogue,
                     const uint8_t* packed = nullptr) {
   const int threads = pool != nullptr ? pool->num_threads() : 1;
-  const igemm_common::Plan plan = igemm_common::make_plan(M, N, kMR, kNR, kNtMax, threads);
+  igemm_common::Plan plan = igemm_common::make_plan(M, N, kMR, kNR, kNtMax, threads);
+  if (packed != nullptr && plan.mt > kMC) {
+    // Pre-packed B costs nothing to re-read per row chunk, so items are cut to at most kMC rows (balanced chunks):
+    // the item's int32 C tile (<= kMC x kNtMax x 4 = 480 KiB) then stays in L2 across the K blocks instead of being
+    // re-read from L3 once per K block (M = 512: 1 MiB per item; measured 4-5% of the call single-threaded).
+    const int64_t chunks = ceil_div(M, kMC);
+    plan.mt = round_up(ceil_div(M, chunks), kMR);
+    plan.items_m = ceil_div(M, plan.mt);
+    const int64_t items = plan.items_m * plan.items_n;
+    plan.workers = static_cast<int>(items < threads ? items : threads);
+  }
 
   // K blocks of equal size (multiples of 4, except that the last may end on K).
   const int64_t kblocks = ceil_div(K, kKC);
@@ -313,7 +335,8 @@ Status igemm_driver(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t ld
     const int64_t panels = ceil_div(j1 - j0, kNR);
     uint8_t* bbuf = slots + slot_bytes * static_cast<std::size_t>(slot);
     int8_t* abuf = reinterpret_cast<int8_t*>(bbuf + bblock_bytes);
-    const int64_t calls = ceil_div(i1 - i0, kMR) * panels;  // micro-kernel calls per K block
+    const int64_t row_blocks = ceil_div(i1 - i0, kMR);  // micro-kernel calls per panel and K block
+    const int64_t calls = row_blocks * panels;           // micro-kernel calls per K block
     // With few rows the multiplication is too short to hide a block's worth of prefetches (they would be
     // issued in bursts and stall); then each pack prefetches its own rows a few groups ahead instead.
     const bool prefetch_next = i1 - i0 >= 4 * kMR;
@@ -329,15 +352,23 @@ Status igemm_driver(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t ld
       } else {
         pack_b(src, k0, j0, kc, j1 - j0, bbuf, pstride, /*prefetch=*/k0 == 0 || !prefetch_next);
       }
-      // Pull the next K block of B towards L2 while this one is multiplied (pre-packed: the next block's panel
-      // runs, each round_up(kc_next, 4) * 64 contiguous bytes).
+      // Pull the next K block of B towards L2 while this one is multiplied. Per-call packing: the source rows, a few
+      // lines per micro-kernel call (BlockPrefetcher). Pre-packed: inside the micro-kernel, one line per k-group, the
+      // calls on panel p taking consecutive segments of panel p's next K block (its run of round_up(kc_next, 4) lines
+      // right after this block's; every panel sees row_blocks calls per K block, each taking seg <= kcp / 4 lines,
+      // which covers the run when row_blocks >= 4, i.e. prefetch_next). Issued in bursts of ~24 per call, as before,
+      // these prefetches stalled on the line-fill buffers (a cpu-clock profile put most of the driver's own time on
+      // them); spread one per k-group they are hidden (same-process A/B, 1 thread, M = 128: 0.96 of the time).
       igemm_common::BlockPrefetcher pf;
+      int64_t seg = 0, next_lines = 0;
       if (prefetch_next && k0 + kc < K) {
         const int64_t kc_next = std::min(kc_step, K - k0 - kc);
-        pf = packed != nullptr
-                 ? igemm_common::BlockPrefetcher(reinterpret_cast<const int8_t*>(bblk + kc * kNR), pstride, panels,
-                                                 round_up(kc_next, 4) * kNR, calls)
-                 : igemm_common::BlockPrefetcher(src.row(k0 + kc, j0), src.ld(), kc_next, Src::bytes(j1 - j0), calls);
+        if (packed != nullptr) {
+          next_lines = round_up(kc_next, 4);
+          seg = std::min(kcp / 4, ceil_div(next_lines, row_blocks));
+        } else {
+          pf = igemm_common::BlockPrefetcher(src.row(k0 + kc, j0), src.ld(), kc_next, Src::bytes(j1 - j0), calls);
+        }
       }
       const int32_t* cp = k0 == 0 ? comp : nullptr;
       for (int64_t ic = i0; ic < i1; ic += kMC) {
@@ -350,8 +381,10 @@ Status igemm_driver(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t ld
           for (int64_t ir = ic; ir < ie; ir += kMR) {
             const int mr = static_cast<int>(std::min<int64_t>(kMR, ie - ir));
             pf.step();
+            const int64_t first_line = ((ir - i0) / kMR) * seg;
+            const int64_t npf = std::max<int64_t>(0, std::min(seg, next_lines - first_line));
             kKernels[mr](kcp / 4, abuf + (ir - ic) * kAS, bp, C + ir * ldc + c0, ldc,
-                         cp != nullptr ? cp + ir : nullptr, ncols);
+                         cp != nullptr ? cp + ir : nullptr, ncols, bp + kc * kNR + first_line * 64, npf);
           }
         }
       }
