@@ -39,7 +39,8 @@ struct SgemmTile {
   // a row-major B in place (row stride ldb, unaligned; the small-M path of sgemm_common.h).
   template <int R, bool kPacked>
   static inline __attribute__((always_inline)) void kernel_any(int64_t kc, const float* a, const float* b, int64_t ldb,
-                                                                float* c, int64_t ldc, bool accumulate) {
+                                                                float* c, int64_t ldc, bool accumulate,
+                                                                const float* pf = nullptr, int64_t npf = 0) {
     __m256 c0[R], c1[R];
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
@@ -52,6 +53,7 @@ struct SgemmTile {
       }
     }
     for (int64_t k = 0; k < kc; ++k) {
+      if (k < npf) _mm_prefetch(reinterpret_cast<const char*>(pf + 16 * k), _MM_HINT_T1);  // line k of pf
       const __m256 b0 = kPacked ? _mm256_load_ps(b) : _mm256_loadu_ps(b);
       const __m256 b1 = kPacked ? _mm256_load_ps(b + 8) : _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6
@@ -71,8 +73,9 @@ struct SgemmTile {
   }
 
   template <int R>
-  static void kernel_rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
-    kernel_any<R, true>(kc, a, b, NR, c, ldc, accumulate);
+  static void kernel_rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate,
+                          const float* pf, int64_t npf) {
+    kernel_any<R, true>(kc, a, b, NR, c, ldc, accumulate, pf, npf);
   }
   template <int R>
   static void kernel_rows_ld(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,

@@ -57,8 +57,10 @@ namespace {
 // Micro-kernel: C[rows x NR] (+)= A_panel[rows x kc] * B_panel[kc x NR].
 //   a: row r of the A micro-panel starts at a + r * AS (kc floats);
 //   b: packed panel, kc rows of NR floats, 64-byte aligned;
-//   c: row r at c + r * ldc (unaligned allowed); accumulate: false -> start from 0, true -> start from C.
-using KernelFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate);
+//   c: row r at c + r * ldc (unaligned allowed); accumulate: false -> start from 0, true -> start from C;
+//   pf, npf: also prefetch (into L2) the npf 64-byte lines at pf, one per k step of the first npf (npf <= kc; 0: none).
+using KernelFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate,
+                          const float* pf, int64_t npf);
 // The same micro-kernel reading B in place: row k of the NR-wide panel at b + k * ldb (unaligned).
 using KernelLdFn = void (*)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
                             bool accumulate);
@@ -219,10 +221,10 @@ class NextBlockPrefetcher {
 // staging tile `ct` so that nothing past column N is read or written.
 template <class P>
 inline void run_panel(KernelFn kern, int rows, int64_t cols, int64_t kc, const float* a, const float* b, float* c,
-                      int64_t ldc, bool accumulate, float* ct) {
+                      int64_t ldc, bool accumulate, float* ct, const float* pf = nullptr, int64_t npf = 0) {
   constexpr int64_t NR = P::NR;
   if (cols == NR) {
-    kern(kc, a, b, c, ldc, accumulate);
+    kern(kc, a, b, c, ldc, accumulate, pf, npf);
     return;
   }
   if (accumulate) {
@@ -230,7 +232,7 @@ inline void run_panel(KernelFn kern, int rows, int64_t cols, int64_t kc, const f
       std::memcpy(ct + r * NR, c + r * ldc, static_cast<std::size_t>(cols) * sizeof(float));
     }
   }
-  kern(kc, a, b, ct, NR, accumulate);
+  kern(kc, a, b, ct, NR, accumulate, pf, npf);
   for (int r = 0; r < rows; ++r) std::memcpy(c + r * ldc, ct + r * NR, static_cast<std::size_t>(cols) * sizeof(float));
 }
 
@@ -277,30 +279,41 @@ void compute_tile(const GemmArgs& g, int64_t kc_block, int64_t m0, int64_t m1, i
       }
     }
 
-    // While this block is computed, prefetch the next K block's rows of B into L2, a few lines before each
-    // kernel call.
-    // (Packed B: the "rows" are the next block's panel runs, each kc_next * NR contiguous floats.)
-    const int64_t kc_next = std::min(kc_block, g.K - (p0 + kc));
-    const float* const next_b = packed == nullptr ? g.B + (p0 + kc) * g.ldb + n0 : bblk + kc * NR;
-    const int64_t next_ld = packed == nullptr ? g.ldb : pstride;
-    const auto next_row = [&](int64_t r) { return next_b + r * next_ld; };
-    NextBlockPrefetcher<decltype(next_row)> prefetch(
-        kc_next <= 0 ? 0 : packed == nullptr ? kc_next : npanels,
-        packed == nullptr ? width * int64_t{sizeof(float)} : kc_next * NR * int64_t{sizeof(float)},
-        ceil_div(m1 - m0, MR) * npanels, next_row);
+    // Row micro-panels of balanced height (128 rows -> 8 x 13 + 2 x 12, not 9 x 14 + 2): a short last panel runs
+    // the micro-kernel with too few independent accumulator chains to hide the FMA latency.
+    const int64_t row_tiles = ceil_div(m1 - m0, MR);
+    const int64_t row_base = (m1 - m0) / row_tiles, row_extra = (m1 - m0) % row_tiles;
 
-    for (int64_t i0 = m0; i0 < m1; i0 += MR) {
-      const int rows = static_cast<int>(std::min(MR, m1 - i0));
+    // While this block is computed, prefetch the next K block of B into L2. Per-call packing: the next block's
+    // rows, a few lines before each kernel call. Pre-packed: inside the micro-kernel, one line per k step; the
+    // row_tiles calls on panel jp take consecutive segments of panel jp's next K block (its run of kc_next * NR
+    // floats right after this block's). Issued as a burst before each call (~77 lines per call at M = 128), these
+    // prefetches stalled on the line-fill buffers; spread over the k loop they are hidden.
+    const int64_t kc_next = std::min(kc_block, g.K - (p0 + kc));
+    const float* const next_b = packed == nullptr ? g.B + (p0 + kc) * g.ldb + n0 : nullptr;
+    const auto next_row = [&](int64_t r) { return next_b + r * g.ldb; };
+    NextBlockPrefetcher<decltype(next_row)> prefetch(packed == nullptr && kc_next > 0 ? kc_next : 0,
+                                                     width * int64_t{sizeof(float)}, row_tiles * npanels, next_row);
+    const int64_t next_lines = packed != nullptr && kc_next > 0 ? ceil_div(kc_next * NR * int64_t{sizeof(float)}, 64) : 0;
+    const int64_t seg = std::min(kc, ceil_div(next_lines, row_tiles));
+
+    for (int64_t t = 0, i0 = m0; t < row_tiles; ++t) {
+      const int rows = static_cast<int>(row_base + (t < row_extra ? 1 : 0));
       for (int r = 0; r < rows; ++r) {
         std::memcpy(ap + r * AS, g.A + (i0 + r) * g.lda + p0, static_cast<std::size_t>(kc) * sizeof(float));
       }
       const KernelFn kern = P::kernel(rows);
       float* crow = g.C + i0 * g.ldc + n0;
+      const int64_t first_line = t * seg;
+      const int64_t npf = std::max<int64_t>(0, std::min(seg, next_lines - first_line));
       for (int64_t jp = 0; jp < npanels; ++jp) {
         const int64_t cols = std::min(NR, width - jp * NR);
         prefetch.step();
-        run_panel<P>(kern, rows, cols, kc, ap, bblk + jp * pstride, crow + jp * NR, g.ldc, accumulate, ct);
+        const float* bpan = bblk + jp * pstride;
+        run_panel<P>(kern, rows, cols, kc, ap, bpan, crow + jp * NR, g.ldc, accumulate, ct, bpan + kc * NR + first_line * 16,
+                     npf);
       }
+      i0 += rows;
     }
   }
 }
