@@ -140,11 +140,12 @@ inline TileBuffers tile_buffers(float* scratch) {
   return TileBuffers{scratch, ap, ap + a_area_floats<P>()};
 }
 
-// K block size for a depth of K (K >= 1): blocks of (nearly) equal size, a multiple of 8 and at most P::KC.
+// K block size for a depth of K (K >= 1): blocks of (nearly) equal size, a multiple of 8 and at most kc_max
+// (<= P::KC, a multiple of 8).
 template <class P>
-inline int64_t k_block_size(int64_t K) {
-  const int64_t kblocks = ceil_div(K, P::KC);
-  return std::min<int64_t>(P::KC, round_up(ceil_div(K, kblocks), 8));
+inline int64_t k_block_size(int64_t K, int64_t kc_max = P::KC) {
+  const int64_t kblocks = ceil_div(K, kc_max);
+  return std::min<int64_t>(kc_max, round_up(ceil_div(K, kblocks), 8));
 }
 
 // The task grid of an M x N output: mb x nb rectangles of mt rows x nt columns (the last row / column of
@@ -484,7 +485,11 @@ Status sgemm_driver(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
   // GEMV: B is used once per element, so no packing (see gemv_split_k).
   if (M == 1 && packed == nullptr) return gemv_split_k<P>(N, K, A, B, ldb, C, pool, threads);
 
-  const int64_t kc_block = k_block_size<P>(K);
+  // Pre-packed B: K blocks of at most KC / 2 (192 on AVX-512), so the B panel a kernel call streams (kc x NR floats,
+  // 24 KiB) and the A micro-panel it reuses across panels (MR x kc, 10.5 KiB) fit L1 together (48 KiB here); the
+  // result is unchanged (each call continues the FMA chain from C). Measured 1 thread, same process (thread CPU
+  // time, alternated): 0.93-0.95 of the time of 384 at M = 128, 0.99 at M = 512. The per-call packing path keeps KC.
+  const int64_t kc_block = packed != nullptr ? k_block_size<P>(K, P::KC / 2) : k_block_size<P>(K);
   const GemmArgs g{M, N, K, A, lda, B, ldb, C, ldc};
   if (M <= kSmallM && packed == nullptr) return small_m_gemm<P>(g, pool, threads);
   std::atomic<bool> out_of_memory{false};
