@@ -302,25 +302,52 @@ Status igemm_driver(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t ld
                     const uint8_t* packed = nullptr) {
   const int threads = pool != nullptr ? pool->num_threads() : 1;
   igemm_common::Plan plan = igemm_common::make_plan(M, N, kMR, kNR, kNtMax, threads);
-  if (packed != nullptr && plan.mt > kMC) {
-    // Pre-packed B costs nothing to re-read per row chunk, so items are cut to at most kMC rows (balanced chunks):
-    // the item's int32 C tile (<= kMC x kNtMax x 4 = 480 KiB) then stays in L2 across the K blocks instead of being
-    // re-read from L3 once per K block (M = 512: 1 MiB per item; measured 4-5% of the call single-threaded).
-    const int64_t chunks = ceil_div(M, kMC);
-    plan.mt = round_up(ceil_div(M, chunks), kMR);
-    plan.items_m = ceil_div(M, plan.mt);
-    const int64_t items = plan.items_m * plan.items_n;
-    plan.workers = static_cast<int>(items < threads ? items : threads);
-  }
-
   // K blocks of equal size (multiples of 4, except that the last may end on K).
   const int64_t kblocks = ceil_div(K, kKC);
   const int64_t kc_step = round_up(ceil_div(K, kblocks), 4);
 
+  // Pre-packed B: A is copied ONCE per call into the micro-kernel's row layout, block by block (K block b, row i at
+  // apk + (b * M + i) * kAS), when that copy is at most kSharedABytes; items then read it in place instead of each
+  // re-copying its rows for every K block (the copies grew with the number of column items).
+  constexpr int64_t kSharedABytes = int64_t{16} << 20;
+  const bool shared_a = packed != nullptr && kblocks * M * kAS <= kSharedABytes;
+  if (packed != nullptr) {
+    // Pre-packed B costs nothing to re-read per item, so items are cut to at most kMC rows (balanced chunks): the
+    // item's int32 C tile (<= kMC x kNtMax x 4 = 480 KiB) then stays in L2 across the K blocks instead of being
+    // re-read from L3 once per K block (M = 512: 1 MiB per item; measured 4-5% of the call single-threaded). With
+    // the A copy shared, narrow items cost nothing either: with several threads, about 8 items per thread along N,
+    // so that a thread preempted by another process holds back a small part of the call.
+    const int64_t panels = ceil_div(N, kNR);
+    int64_t per_item = kNtMax / kNR;
+    if (threads > 1 && shared_a) per_item = std::min(per_item, std::max<int64_t>(1, ceil_div(panels, int64_t{8} * threads)));
+    if (threads > 1 || plan.mt > kMC || shared_a) {
+      if (shared_a) {
+        plan.nt = per_item * kNR;
+        plan.items_n = ceil_div(panels, per_item);
+      }
+      int64_t chunks = ceil_div(M, kMC);
+      if (threads > 1 && plan.items_n * chunks < int64_t{4} * threads)
+        chunks = std::max(chunks, std::min(ceil_div(int64_t{4} * threads, plan.items_n), ceil_div(M, 4 * kMR)));
+      plan.mt = std::min(plan.mt, round_up(ceil_div(M, chunks), kMR));
+      plan.items_m = ceil_div(M, plan.mt);
+      const int64_t items = plan.items_m * plan.items_n;
+      plan.workers = static_cast<int>(items < threads ? items : threads);
+    }
+  }
+  igemm_common::Scratch apk_buf(shared_a ? static_cast<std::size_t>(kblocks * M * kAS) : 0);
+  if (apk_buf.data() == nullptr) return QK_STATUS_OUT_OF_MEMORY;
+  int8_t* const apk = reinterpret_cast<int8_t*>(apk_buf.data());
+  if (shared_a) {
+    for (int64_t b = 0; b < kblocks; ++b) {
+      const int64_t k0 = b * kc_step;
+      copy_a(A + k0, lda, M, std::min(kc_step, K - k0), apk + b * M * kAS);
+    }
+  }
+
   // Per worker: the packed B block (kc_step x Nt) followed by the A copy (MC x kAS).
   const std::size_t bblock_bytes = packed != nullptr ? 0 : static_cast<std::size_t>(kc_step * plan.nt);
   const int64_t kp_all = round_up(K, 4);  // k of a pre-packed panel
-  const std::size_t slot_bytes = bblock_bytes + static_cast<std::size_t>(kMC * kAS);
+  const std::size_t slot_bytes = bblock_bytes + static_cast<std::size_t>(shared_a ? 64 : kMC * kAS);
   igemm_common::Scratch scratch(slot_bytes * static_cast<std::size_t>(plan.workers));
   if (scratch.data() == nullptr) return QK_STATUS_OUT_OF_MEMORY;
   uint8_t* slots = scratch.data();
@@ -373,7 +400,12 @@ Status igemm_driver(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t ld
       const int32_t* cp = k0 == 0 ? comp : nullptr;
       for (int64_t ic = i0; ic < i1; ic += kMC) {
         const int64_t ie = std::min(i1, ic + kMC);
-        copy_a(A + ic * lda + k0, lda, ie - ic, kc, abuf);
+        const int8_t* ab = abuf;
+        if (shared_a) {
+          ab = apk + ((k0 / kc_step) * M + ic) * kAS;
+        } else {
+          copy_a(A + ic * lda + k0, lda, ie - ic, kc, abuf);
+        }
         for (int64_t p = 0; p < panels; ++p) {
           const int64_t c0 = j0 + p * kNR;
           const int64_t ncols = std::min<int64_t>(kNR, j1 - c0);
@@ -383,7 +415,7 @@ Status igemm_driver(int64_t M, int64_t N, int64_t K, const int8_t* A, int64_t ld
             pf.step();
             const int64_t first_line = ((ir - i0) / kMR) * seg;
             const int64_t npf = std::max<int64_t>(0, std::min(seg, next_lines - first_line));
-            kKernels[mr](kcp / 4, abuf + (ir - ic) * kAS, bp, C + ir * ldc + c0, ldc,
+            kKernels[mr](kcp / 4, ab + (ir - ic) * kAS, bp, C + ir * ldc + c0, ldc,
                          cp != nullptr ? cp + ir : nullptr, ncols, bp + kc * kNR + first_line * 64, npf);
           }
         }
