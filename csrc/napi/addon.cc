@@ -17,6 +17,7 @@ void register_gptq_ops(Napi::Env env, Napi::Object exports);
 void register_gptq_dense_ops(Napi::Env env, Napi::Object exports);
 void register_llama_ops(Napi::Env env, Napi::Object exports);
 void register_packed_ops(Napi::Env env, Napi::Object exports);
+void register_lowbit_pack_ops(Napi::Env env, Napi::Object exports);
 Napi::Value cuda_info(Napi::Env env);
 }  // namespace qkn
 
@@ -92,6 +93,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   qkn::register_gptq_dense_ops(env, exports);
   qkn::register_llama_ops(env, exports);
   qkn::register_packed_ops(env, exports);
+  qkn::register_lowbit_pack_ops(env, exports);
   return exports;
 }
 

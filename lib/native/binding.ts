@@ -159,6 +159,18 @@ export interface NativeBinding {
   ): Promise<void>;
   /** Whether `isa`'s denseLowbitA8 is the fast VNNI variant (chosen automatically for M >= 16). */
   lowbitA8Fast(isa?: IsaName): boolean;
+  /** Bytes of the packed-once decode GEMV layout (csrc/napi/lowbit_pack_ops.cc; kind 1 int4 grouped, 2 GPTQ, 3 int4 per-channel). */
+  lowbitPackBytes(kind: number, bits: number, K: number, N: number, group: number): number;
+  /** Packs int4 / GPTQ weights once into the decode GEMV layout (qk/lowbit_pack.h). */
+  lowbitPack(
+    kind: number, bits: number, K: number, N: number, group: number, w: ByteArray, scale: Float32Array, zero: Int8Array | Uint8Array | null,
+    dst: Uint8Array,
+  ): Promise<void>;
+  /** The decode GEMV over a packed buffer (int8 activations per row; bit-exact with denseLowbitA8 / denseW4A8). */
+  denseLowbitPacked(
+    M: number, N: number, K: number, x: Float32Array, packed: Uint8Array, bias: Float32Array | null, actLo: number, actHi: number,
+    actEps: number, y: Float32Array, isa?: IsaName,
+  ): Promise<void>;
 
   /**
    * Llama float path (csrc/napi/llama_ops.cc; contracts in qk/kernels.h QK_DECLARE_LLAMA_KERNELS). float32,

@@ -17,6 +17,7 @@ import { InvalidArgumentError, ShapeMismatchError } from '../errors';
 import { Tensor, describe } from '../tensor';
 import { callNative, OpOptions } from './call';
 import { useLowbitA8, WeightOnlyPathOptions } from './lowbit-a8';
+import { lowbitGemv } from './lowbit-pack';
 
 /** Bit widths of the GPTQ runtime layout. */
 export type GptqBits = 2 | 3 | 4 | 8;
@@ -149,10 +150,10 @@ export async function unpackGptqRuntime(
 /**
  * `x @ W_hat + bias` where `x` is `[..., K]` float32 (K in runtime order, i.e. already permuted if the weights
  * were packed with an act-order `perm`) and W_hat is given by GPTQ runtime weights, `[K, units]` logically.
- * `[1, K]` inputs take a streaming GEMV that reads the packed bytes once; larger batches a blocked GEMM that
- * dequantizes weight panels into cache as it goes; from 16 rows on AVX-512 VNNI the int8-compute path (activations
- * quantized per row to int8; `options.weightOnlyExact` or `QK_WEIGHT_ONLY_EXACT=1` keeps the exact path, see
- * lib/ops/lowbit-a8.ts).
+ * On AVX-512 VNNI every batch takes the int8-compute path (activations quantized per row to int8: below 16 rows the
+ * packed-once decode GEMV of lib/ops/lowbit-pack.ts, from 16 rows the GEMM, bit-identical to each other;
+ * `options.weightOnlyExact` or `QK_WEIGHT_ONLY_EXACT=1` keeps the exact weight-only kernels, see lib/ops/lowbit-a8.ts);
+ * elsewhere the exact kernels: `[1, K]` inputs a streaming GEMV, larger batches a blocked GEMM.
  * @example
  * ```ts
  * const kernel = await packGptqRuntime(levels, 64, 128, 4);
@@ -192,7 +193,9 @@ export async function denseGptq(
   }
   const y = new Float32Array(M * N);
   const xd = x.data as Float32Array;
-  await callNative((n) =>
+  const gemv = lowbitGemv({ kind: 'gptq', bits, kernel: w.kernel, scale: w.scale, zero: w.zero, group }, M, K, N, xd, bias ?? null, y, options);
+  if (gemv !== null) await gemv;
+  else await callNative((n) =>
     useLowbitA8(M, K, group, options)
       ? n.denseLowbitA8(M, N, K, xd, w.kernel, bits, false, w.scale, w.zero, group, bias ?? null, y, options.isa)
       : n.denseGptq(M, N, K, xd, w.kernel, bits, w.scale, w.zero, group, bias ?? null, y, options.isa),

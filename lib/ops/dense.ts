@@ -11,6 +11,7 @@ import { Tensor, describe } from '../tensor';
 import { callNative, OpOptions } from './call';
 import { useLowbitA8, WeightOnlyPathOptions } from './lowbit-a8';
 import { packedWeightsFor, withPacked } from './weight-pack';
+import { lowbitGemv } from './lowbit-pack';
 
 /** Weights of one Dense-like projection in one of quantkit's storage formats. */
 export type DenseWeights =
@@ -64,6 +65,17 @@ export async function denseForward(
   const xd = x.data as Float32Array;
   const isa = options.isa;
   const act = options.activation;
+  // Decode batches (M < 16) of int4 weights: the packed-once int8-compute GEMV when it applies (lib/ops/lowbit-pack.ts).
+  const gemv =
+    weights.format === 'int4-grouped'
+      ? lowbitGemv({ kind: 'int4-grouped', kernel: weights.kernel, scale: weights.scale, zero: weights.zero, group: weights.groupSize }, M, K, N, xd, bias, y, options)
+      : weights.format === 'int4'
+        ? lowbitGemv({ kind: 'int4', kernel: weights.kernel, scale: weights.scale }, M, K, N, xd, bias, y, options)
+        : null;
+  if (gemv !== null) {
+    await gemv;
+    return new Tensor('float32', [...x.shape.slice(0, -1), N], y);
+  }
   // A plain (non-async) callback: one promise hop less per call; synchronous throws are caught by callNative.
   await callNative((n) => {
     switch (weights.format) {

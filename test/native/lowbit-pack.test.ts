@@ -1,0 +1,208 @@
+// The packed-once decode GEMV (qk/lowbit_pack.h, lib/ops/lowbit-pack.ts): every variant bit-exact with the
+// int8-compute references it replaces for M < 16 (dense_lowbit_a8 for int4 grouped and GPTQ, dense_w4a8 for int4
+// per-channel) over awkward sizes, groups that do not divide K, 2/3/4/8 bits, act-order, NaN/inf rows; a row's
+// result independent of the batch size through the public ops; the pack cache; hostile packed buffers rejected
+// with typed errors.
+import { Tensor, _kernelImpls, IsaName, denseGptq, denseForward, packGptqRuntime } from '../../lib';
+import { loadNative } from '../../lib/native/load';
+import { lowbitPacked } from '../../lib/ops/lowbit-pack';
+import { firstBitMismatch, randomF32, rng } from '../helpers';
+
+const native = loadNative();
+// The avx512 table runs the VNNI variant; avx2 and ref the reference (no AVX2 variant: avx2 is not run twice).
+const ISAS = (_kernelImpls('dense_gptq') as IsaName[]).filter((i) => i !== 'avx2');
+const fast = native.lowbitA8Fast();
+
+interface Case {
+  M: number;
+  N: number;
+  K: number;
+  bits: 2 | 3 | 4 | 8;
+  keras: boolean;
+  group: number;
+  seed: number;
+}
+
+function makeCase(c: Case) {
+  const r = rng(c.seed);
+  const x = randomF32(c.M * c.K, c.seed + 1, 3);
+  const rb = Math.ceil((c.bits * c.N) / 8);
+  const w = new Uint8Array(c.K * rb);
+  for (let i = 0; i < w.length; i++) w[i] = Math.floor(r() * 256);
+  const used = c.bits * c.N - 8 * (rb - 1);
+  if (rb > 0 && used < 8) for (let k = 0; k < c.K; k++) w[k * rb + rb - 1] &= (1 << used) - 1;
+  const G = Math.ceil(c.K / c.group);
+  const scale = new Float32Array(G * c.N);
+  for (let i = 0; i < scale.length; i++) scale[i] = Math.fround((0.01 + r()) * (r() < 0.5 ? -1 : 1));
+  const zero = c.keras ? new Int8Array(G * c.N) : new Uint8Array(G * c.N);
+  for (let i = 0; i < zero.length; i++) zero[i] = c.keras ? Math.floor(r() * 16) - 8 : Math.floor(r() * (1 << c.bits));
+  const bias = c.seed % 2 === 0 ? randomF32(c.N, c.seed + 2) : null;
+  return { x, w, scale, zero, bias };
+}
+
+async function pack(kind: number, bits: number, K: number, N: number, group: number, w: Uint8Array | Int8Array, scale: Float32Array, zero: Int8Array | Uint8Array | null) {
+  const dst = new Uint8Array(native.lowbitPackBytes(kind, bits, K, N, group));
+  await native.lowbitPack(kind, bits, K, N, group, w, scale, zero, dst);
+  return dst;
+}
+
+async function gemv(M: number, N: number, K: number, x: Float32Array, packed: Uint8Array, bias: Float32Array | null, isa: IsaName, act: [number, number, number] = [-127, 127, 1e-7]) {
+  const y = new Float32Array(M * N);
+  await native.denseLowbitPacked(M, N, K, x, packed, bias, act[0], act[1], act[2], y, isa);
+  return y;
+}
+
+const CASES: Case[] = [];
+{
+  let seed = 1;
+  const dims: Array<[number, number, number]> = [
+    [1, 1, 1], [3, 17, 33], [1, 3, 127], [2, 129, 65], [1, 127, 17], [15, 33, 3], [1, 65, 129],
+  ];
+  for (const [M, N, K] of dims) {
+    for (const [bits, keras] of [[4, true], [2, false], [3, false], [4, false], [8, false]] as Array<[2 | 3 | 4 | 8, boolean]>) {
+      for (const group of [1, 5, 32, K]) CASES.push({ M, N, K, bits, keras, group, seed: seed++ });
+    }
+  }
+}
+
+test.each(ISAS)('%s: packed GEMV is bit-exact with the dense_lowbit_a8 reference (int4 grouped, GPTQ 2/3/4/8)', async (isa) => {
+  for (const c of CASES) {
+    const d = makeCase(c);
+    const want = new Float32Array(c.M * c.N);
+    await native.denseLowbitA8(c.M, c.N, c.K, d.x, d.w, c.bits, c.keras, d.scale, d.zero, c.group, d.bias, want, 'ref');
+    const packed = await pack(c.keras ? 1 : 2, c.bits, c.K, c.N, c.group, d.w, d.scale, d.zero);
+    expect([JSON.stringify(c), firstBitMismatch(await gemv(c.M, c.N, c.K, d.x, packed, d.bias, isa), want)]).toEqual([JSON.stringify(c), -1]);
+  }
+  // several column blocks, NaN / inf / zero rows
+  const c: Case = { M: 5, N: 200, K: 300, bits: 4, keras: false, group: 128, seed: 98 };
+  const d = makeCase(c);
+  d.x[1 * c.K + 7] = NaN;
+  d.x[2 * c.K + 1] = -Infinity;
+  d.x.fill(0, 3 * c.K, 4 * c.K);
+  const want = new Float32Array(c.M * c.N);
+  await native.denseLowbitA8(c.M, c.N, c.K, d.x, d.w, c.bits, c.keras, d.scale, d.zero, c.group, d.bias, want, 'ref');
+  expect(Number.isNaN(want[c.N])).toBe(true);
+  const packed = await pack(2, 4, c.K, c.N, c.group, d.w, d.scale, d.zero);
+  expect(firstBitMismatch(await gemv(c.M, c.N, c.K, d.x, packed, d.bias, isa), want)).toBe(-1);
+});
+
+test.each(ISAS)('%s: packed per-channel int4 GEMV is bit-exact with the dense_w4a8 reference', async (isa) => {
+  let seed = 500;
+  for (const [M, N, K] of [[1, 1, 1], [3, 17, 33], [1, 129, 127], [2, 70, 300]] as Array<[number, number, number]>) {
+    for (const act of [[-127, 127, 1e-7], [-128, 127, 1e-3]] as Array<[number, number, number]>) {
+      const c: Case = { M, N, K, bits: 4, keras: true, group: K, seed: seed++ };
+      const d = makeCase(c);
+      const scale = d.scale.subarray(0, N); // [N] multipliers
+      const want = new Float32Array(M * N);
+      await native.denseW4A8(M, N, K, d.x, d.w, scale, d.bias, act[0], act[1], act[2], want, 'ref');
+      const packed = await pack(3, 4, K, N, K, d.w, scale, null);
+      expect([M, N, K, act[0], firstBitMismatch(await gemv(M, N, K, d.x, packed, d.bias, isa, act), want)]).toEqual([M, N, K, act[0], -1]);
+    }
+  }
+});
+
+describe('public ops (AVX-512 VNNI only: elsewhere M < 16 keeps the exact kernels)', () => {
+  const t = fast ? test : test.skip;
+  t('a row gives the same bits at M = 1 and M = 16 (GPTQ with act-order, int4 grouped, int4 per-channel)', async () => {
+    const N = 70;
+    const K = 200;
+    const c: Case = { M: 16, N, K, bits: 4, keras: false, group: 64, seed: 7 };
+    const d = makeCase(c);
+    // act-order: levels [N, K] packed with a permutation; x is given in runtime order
+    const r = rng(3);
+    const levels = new Uint8Array(N * K).map(() => Math.floor(r() * 16));
+    const perm = Int32Array.from({ length: K }, (_, i) => i).sort(() => r() - 0.5);
+    const kernel = await packGptqRuntime(levels, N, K, 4, perm);
+    const wts = { bits: 4 as const, kernel, scale: d.scale, zero: d.zero as Uint8Array, groupSize: 64 };
+    const all = (await denseGptq(new Tensor('float32', [16, K], d.x), wts, N, d.bias)).data as Float32Array;
+    for (const i of [0, 9]) {
+      const one = (await denseGptq(new Tensor('float32', [1, K], d.x.slice(i * K, (i + 1) * K)), wts, N, d.bias)).data as Float32Array;
+      expect(firstBitMismatch(one, all.subarray(i * N, (i + 1) * N))).toBe(-1);
+    }
+    const ck: Case = { M: 16, N, K, bits: 4, keras: true, group: 32, seed: 8 };
+    const dk = makeCase(ck);
+    const grouped = { format: 'int4-grouped' as const, kernel: dk.w, scale: dk.scale, zero: dk.zero as Int8Array, groupSize: 32 };
+    const perChannel = { format: 'int4' as const, kernel: dk.w, scale: dk.scale.subarray(0, N) };
+    for (const w of [grouped, perChannel]) {
+      const yAll = (await denseForward(new Tensor('float32', [16, K], dk.x), w, N, dk.bias)).data as Float32Array;
+      const y1 = (await denseForward(new Tensor('float32', [1, K], dk.x.slice(5 * K, 6 * K)), w, N, dk.bias)).data as Float32Array;
+      expect(firstBitMismatch(y1, yAll.subarray(5 * N, 6 * N))).toBe(-1);
+      // the exact opt-out still runs the weight-only kernel (a different result)
+      const exact = (await denseForward(new Tensor('float32', [1, K], dk.x.slice(5 * K, 6 * K)), w, N, dk.bias, { weightOnlyExact: true })).data as Float32Array;
+      expect(firstBitMismatch(exact, y1)).not.toBe(-1);
+    }
+  });
+});
+
+test('the pack cache: one pack per kernel array and scale / zero identity', async () => {
+  const c: Case = { M: 1, N: 20, K: 40, bits: 4, keras: true, group: 16, seed: 11 };
+  const d = makeCase(c);
+  const src = { kind: 'int4-grouped' as const, kernel: d.w, scale: d.scale, zero: d.zero as Int8Array, group: 16 };
+  const p1 = lowbitPacked(src, c.K, c.N);
+  const p2 = lowbitPacked(src, c.K, c.N);
+  expect(p2).toBe(p1); // the same pending promise
+  const a = await p1;
+  expect(lowbitPacked(src, c.K, c.N)).toBe(a); // cached, synchronously
+  const b = await lowbitPacked({ ...src, scale: d.scale.slice() }, c.K, c.N); // a new scale array: a new pack
+  expect(b).not.toBe(a);
+  expect(Buffer.compare(Buffer.from(a), Buffer.from(b))).toBe(0);
+});
+
+describe('hostile packed buffers', () => {
+  const N = 20;
+  const K = 40;
+  const c: Case = { M: 1, N, K, bits: 4, keras: false, group: 16, seed: 12 };
+  const d = makeCase(c);
+  let good: Uint8Array;
+  beforeAll(async () => {
+    good = await pack(2, 4, K, N, 16, d.w, d.scale, d.zero);
+  });
+  const call = (p: Uint8Array, n = N, k = K) => native.denseLowbitPacked(1, n, k, d.x.subarray(0, k), p, null, -127, 127, 1e-7, new Float32Array(n), 'ref');
+  const edit = (f: (b: Uint8Array, v: DataView) => void) => {
+    const b = good.slice();
+    f(b, new DataView(b.buffer));
+    return b;
+  };
+  test.each([
+    ['empty', () => new Uint8Array(0)],
+    ['header only', () => good.slice(0, 64)],
+    ['truncated', () => good.slice(0, good.length - 1)],
+    ['one byte more', () => { const b = new Uint8Array(good.length + 1); b.set(good); return b; }],
+    ['bad magic', () => edit((b) => (b[0] ^= 1))],
+    ['bad version', () => edit((b) => (b[4] = 9))],
+    ['bad kind', () => edit((b) => (b[6] = 7))],
+    ['kind 1 with 2 bits', () => edit((b) => { b[6] = 1; b[7] = 2; })],
+    ['bad bits', () => edit((b) => (b[7] = 5))],
+    ['K larger', () => edit((_, v) => v.setBigInt64(8, BigInt(K * 1000), true))],
+    ['N negative', () => edit((_, v) => v.setBigInt64(16, -1n, true))],
+    ['group 0', () => edit((_, v) => v.setBigInt64(24, 0n, true))],
+    ['group huge', () => edit((_, v) => v.setBigInt64(24, 1n << 62n, true))],
+    ['total lies', () => edit((_, v) => v.setBigInt64(32, BigInt(1 << 30), true))],
+    ['reserved byte', () => edit((b) => (b[63] = 1))],
+  ] as Array<[string, () => Uint8Array]>)('%s -> QK_INVALID_ARGUMENT', (_name, make) => {
+    expect(() => call(make())).toThrow(expect.objectContaining({ code: 'QK_INVALID_ARGUMENT' }));
+  });
+  test('a valid buffer of other dims -> QK_SHAPE_MISMATCH; random header bytes never crash', async () => {
+    expect(() => call(good, N + 1)).toThrow(expect.objectContaining({ code: 'QK_SHAPE_MISMATCH' }));
+    await expect(call(good)).resolves.toBeUndefined();
+    const r = rng(5);
+    for (let t = 0; t < 300; t++) {
+      const b = edit((bb) => (bb[Math.floor(r() * 64)] = Math.floor(r() * 256)));
+      try {
+        await call(b);
+      } catch (e) {
+        expect(['QK_INVALID_ARGUMENT', 'QK_SHAPE_MISMATCH']).toContain((e as { code?: string }).code);
+      }
+    }
+  });
+  test('bad pack arguments are typed errors', () => {
+    expect(() => native.lowbitPackBytes(3, 4, 40, 20, 16)).toThrow(expect.objectContaining({ code: 'QK_INVALID_ARGUMENT' }));
+    expect(() => native.lowbitPackBytes(1, 3, 40, 20, 16)).toThrow(expect.objectContaining({ code: 'QK_INVALID_ARGUMENT' }));
+    expect(() => native.lowbitPack(2, 4, K, N, 16, d.w.subarray(1), d.scale, d.zero, new Uint8Array(good.length))).toThrow(
+      expect.objectContaining({ code: 'QK_SHAPE_MISMATCH' }),
+    );
+    expect(() => native.lowbitPack(2, 4, K, N, 16, d.w, d.scale, d.zero, new Uint8Array(good.length - 1))).toThrow(
+      expect.objectContaining({ code: 'QK_SHAPE_MISMATCH' }),
+    );
+  });
+});
