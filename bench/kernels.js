@@ -170,9 +170,30 @@ function makeFamilies(K, N) {
     });
   }
 
-  // int4 grouped and GPTQ raw ops follow lib/ops' automatic choice (the int8-compute path from 16 rows on AVX-512
-  // VNNI, lib/ops/lowbit-a8.ts); the `exact` rows keep the exact weight-only kernels (M >= 16 only; M = 1 is the same)
+  // int4 grouped and GPTQ raw ops follow lib/ops' automatic choice (on AVX-512 VNNI the int8-compute path at every M:
+  // the packed decode GEMV below 16 rows, the GEMM from 16, lib/ops/lowbit-a8.ts); the `exact` rows keep the exact
+  // weight-only kernels (QK_WEIGHT_ONLY_EXACT=1)
   const a8 = (M) => M >= 16 && process.env.QK_WEIGHT_ONLY_EXACT !== '1' && native.lowbitA8Fast();
+  // Below 16 rows lib/ops runs the packed-once decode GEMV (lib/ops/lowbit-pack.ts) on AVX-512 VNNI. The pack is made
+  // once per weight set (as lib caches it per kernel array): for the cold pool, copy 0 is packed and the other copies
+  // get their own clones of its bytes (distinct memory, so they stream from DRAM; packing each takes 40-90 ms).
+  const dec = (M, act = false) => M < 16 && (act || process.env.QK_WEIGHT_ONLY_EXACT !== '1') && native.lowbitA8Fast();
+  const packs = new Map();
+  const packed = async (p, kind, bits, g, w, sc, z) => {
+    if (p.packed) return p.packed;
+    const key = `${kind}/${bits}/${g}/${K}x${N}`;
+    let first = packs.get(key);
+    if (!first) {
+      first = new Uint8Array(native.lowbitPackBytes(kind, bits, K, N, g));
+      await native.lowbitPack(kind, bits, K, N, g, w, sc, z, first);
+      packs.set(key, first);
+      p.packed = first;
+    } else {
+      p.packed = first.slice();
+    }
+    return p.packed;
+  };
+  const gemv = async (M, x, y, pk, act = [-127, 127, 1e-7]) => native.denseLowbitPacked(M, N, K, x, await pk, null, act[0], act[1], act[2], y);
   // int4 grouped (g32, g128): kernel [K, N/2] (two signed nibbles per byte along N), scale/zero [G, N]
   for (const g of [32, 128]) {
     const G = Math.ceil(K / g);
@@ -185,9 +206,14 @@ function makeFamilies(K, N) {
         {
           mode: `int4 g${g}`,
           limit: 'int8',
-          call: (M, x, y, p) => (a8(M) ? native.denseLowbitA8(M, N, K, x, p.w, 4, true, p.s, p.z, g, null, y) : native.denseW4G(M, N, K, x, p.w, p.s, p.z, g, null, y)),
+          call: (M, x, y, p) =>
+            dec(M)
+              ? gemv(M, x, y, packed(p, 1, 4, g, p.w, p.s, p.z))
+              : a8(M)
+                ? native.denseLowbitA8(M, N, K, x, p.w, 4, true, p.s, p.z, g, null, y)
+                : native.denseW4G(M, N, K, x, p.w, p.s, p.z, g, null, y),
         },
-        { mode: `int4 g${g} exact`, limit: 'int8', minM: 16, call: (M, x, y, p) => native.denseW4G(M, N, K, x, p.w, p.s, p.z, g, null, y) },
+        { mode: `int4 g${g} exact`, limit: 'int8', call: (M, x, y, p) => native.denseW4G(M, N, K, x, p.w, p.s, p.z, g, null, y) },
       ],
       layers: [
         {
@@ -209,10 +235,19 @@ function makeFamilies(K, N) {
       {
         mode: 'int4 per-channel',
         limit: 'int8',
-        call: (M, x, y, p) => (a8(M) ? native.denseW4A8(M, N, K, x, p.w, p.s, null, -127, 127, 1e-7, y) : native.denseW4(M, N, K, x, p.w, p.s, null, y)),
+        call: (M, x, y, p) =>
+          dec(M)
+            ? gemv(M, x, y, packed(p, 3, 4, K, p.w, p.s, null))
+            : a8(M)
+              ? native.denseW4A8(M, N, K, x, p.w, p.s, null, -127, 127, 1e-7, y)
+              : native.denseW4(M, N, K, x, p.w, p.s, null, y),
       },
-      { mode: 'int4 per-channel exact', limit: 'int8', minM: 16, call: (M, x, y, p) => native.denseW4(M, N, K, x, p.w, p.s, null, y) },
-      { mode: 'int4 pc W4A8', limit: 'int8', call: (M, x, y, p) => native.denseW4A8(M, N, K, x, p.w, p.s, null, -127, 127, 1e-7, y) },
+      { mode: 'int4 per-channel exact', limit: 'int8', call: (M, x, y, p) => native.denseW4(M, N, K, x, p.w, p.s, null, y) },
+      {
+        mode: 'int4 pc W4A8',
+        limit: 'int8',
+        call: (M, x, y, p) => (dec(M, true) ? gemv(M, x, y, packed(p, 3, 4, K, p.w, p.s, null)) : native.denseW4A8(M, N, K, x, p.w, p.s, null, -127, 127, 1e-7, y)),
+      },
     ],
     layers: [
       { mode: 'int4 per-channel', limit: 'int8', clonable: true, make: (p) => layerFrom('int4/-1_from_float32', [T('int8', [K, Math.ceil(N / 2)], p.w), T('float32', [N], p.s)]) },
@@ -238,9 +273,14 @@ function makeFamilies(K, N) {
         {
           mode: `gptq ${bits}-bit g128`,
           limit: 'int8',
-          call: (M, x, y, p) => (a8(M) ? native.denseLowbitA8(M, N, K, x, p.wq, bits, false, p.s, p.z, g, null, y) : native.denseGptq(M, N, K, x, p.wq, bits, p.s, p.z, g, null, y)),
+          call: (M, x, y, p) =>
+            dec(M)
+              ? gemv(M, x, y, packed(p, 2, bits, g, p.wq, p.s, p.z))
+              : a8(M)
+                ? native.denseLowbitA8(M, N, K, x, p.wq, bits, false, p.s, p.z, g, null, y)
+                : native.denseGptq(M, N, K, x, p.wq, bits, p.s, p.z, g, null, y),
         },
-        { mode: `gptq ${bits}-bit g128 exact`, limit: 'int8', minM: 16, call: (M, x, y, p) => native.denseGptq(M, N, K, x, p.wq, bits, p.s, p.z, g, null, y) },
+        { mode: `gptq ${bits}-bit g128 exact`, limit: 'int8', call: (M, x, y, p) => native.denseGptq(M, N, K, x, p.wq, bits, p.s, p.z, g, null, y) },
       ],
       layers: [false, true].map((actOrder) => ({
         mode: `gptq ${bits}-bit g128${actOrder ? ' act-order' : ''}`,

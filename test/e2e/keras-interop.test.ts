@@ -125,9 +125,13 @@ describe("Keras 3's own quantized files", () => {
     ['mha_int8_policymap', 1e-4],
     ['gptq_tiny', 1e-4],
   ];
-  // Keras runs int4 grouped and GPTQ weight-only; quantkit's int8-compute path for M >= 16 (lib/ops/lowbit-a8.ts,
-  // docs/lowbit-a8.md) deliberately quantizes activations, so Keras is reproduced with QK_WEIGHT_ONLY_EXACT=1, and
-  // the default path is checked against the activation-rounding scale (1%).
+  // Keras runs int4 grouped and GPTQ weight-only; quantkit's int8-compute path (every M on AVX-512 VNNI since the
+  // packed decode GEMV; lib/ops/lowbit-a8.ts, docs/lowbit-a8.md) deliberately quantizes activations, so Keras is
+  // reproduced with QK_WEIGHT_ONLY_EXACT=1, and the default path is checked against the activation-rounding scale:
+  // 1%, except 3% for the two 10-input int4 Sequential fixtures (4 rows, so they ran the exact path before the
+  // decode GEMV; measured 1.1% (g128) and 2.1% (block 8): a row's abs-max covers only 10 inputs in the first layer
+  // and the 1-unit output is a 32-term sum with cancellation, so the error relative to max |y| is larger).
+  const defaultTol: Record<string, number> = { seq_int4: 3e-2, seq_int4_block8: 3e-2 };
   const relDiff = (got: Tensor, want: Tensor): number => {
     let maxDiff = 0;
     let maxAbs = 0;
@@ -151,6 +155,6 @@ describe("Keras 3's own quantized files", () => {
     }
     expect(got.shape).toEqual(want.shape);
     expect([name, relDiff(got, want) < tol]).toEqual([name, true]);
-    expect([name, relDiff(byDefault, want) < Math.max(tol, 1e-2)]).toEqual([name, true]);
+    expect([name, relDiff(byDefault, want) < Math.max(tol, defaultTol[name] ?? 1e-2)]).toEqual([name, true]);
   });
 });

@@ -211,7 +211,8 @@ describe('reference kernel vs float64 JS dequantize-then-matmul', () => {
     expect(Array.from(kernel)).toEqual([0x17, 0x00, 0xa9, 0x01]);
     const w = { bits: 3 as const, kernel, scale: new Float32Array([0.5, 0.5, 0.5]), zero: new Uint8Array([3, 2, 1]), groupSize: -1 };
     const x = new Tensor('float32', [1, 2, 2], new Float32Array([1, 0, 1, 2]));
-    const y = await denseGptq(x, w, 3, new Float32Array([0, 0, 10]));
+    // the exact weight-only kernel (the default on AVX-512 VNNI quantizes activations, docs/lowbit-a8.md)
+    const y = await denseGptq(x, w, 3, new Float32Array([0, 0, 10]), { weightOnlyExact: true });
     // W_hat = [[2, 0, -0.5], [-1, 1.5, 2.5]]
     expect(y.shape).toEqual([1, 2, 3]);
     expect(Array.from(y.data)).toEqual([2, 0, 9.5, 0, 3, 14.5]);

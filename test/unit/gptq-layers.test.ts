@@ -56,9 +56,16 @@ test('the calibrated Dense equals the matrix API on the Hessian of its real inpu
   expect(Array.from(st.scale.data)).toEqual(Array.from(want.scale.data));
   expect(Array.from(st.gIdx.data)).toEqual(Array.from(want.gIdx.data));
 
-  // the fused forward agrees with the dequantized kernel
+  // the fused (exact weight-only) forward agrees with the dequantized kernel; the default int8-compute path
+  // (docs/lowbit-a8.md) quantizes activations and is checked in test/native/lowbit-a8.test.ts / lowbit-pack.test.ts
   const x = new Tensor('float32', [5, 24], randomF32(5 * 24, 3));
-  const y = (await m.proj.apply(x)) as Tensor;
+  process.env.QK_WEIGHT_ONLY_EXACT = '1';
+  let y: Tensor;
+  try {
+    y = (await m.proj.apply(x)) as Tensor;
+  } finally {
+    delete process.env.QK_WEIGHT_ONLY_EXACT;
+  }
   const dq = (await m.proj.dequantizedKernel()).data;
   expect(Array.from(dq)).toEqual(Array.from(want.dequantized!.data));
   const bias = m.proj.bias!.value.data;
