@@ -137,7 +137,7 @@ async function syntheticGptq(qk, arch, bits, group) {
 }
 
 /**
- * Fills every float32 variable of the model in place with random values (random sign and mantissa, fixed exponent:
+ * Fills every float32 variable of the model (except GPTQ's g_idx) in place with random values (random sign and mantissa, fixed exponent:
  * |w| in [2^-7, 2^-6)), fast (no per-element Math.random). A fresh LlamaCausalLM starts from zeros (its weights
  * normally come from a file), and all-zero weights would neither quantize nor stream from DRAM like real ones
  * (untouched zero pages all map to one physical page).
@@ -145,7 +145,8 @@ async function syntheticGptq(qk, arch, bits, group) {
 function randomizeFloatVariables(model) {
   for (const v of model.variables) {
     const d = v.value.data;
-    if (!(d instanceof Float32Array)) continue;
+    // g_idx (GPTQ's group of each input) is a float32 variable of integers: randomizing it made every GPTQ row fail
+    if (!(d instanceof Float32Array) || v.name === 'g_idx') continue;
     const u = new Uint32Array(d.buffer, d.byteOffset, d.length);
     const { randomFillSync } = require('crypto');
     const bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);

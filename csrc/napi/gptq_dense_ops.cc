@@ -46,17 +46,6 @@ int64_t row_bytes(Napi::Env env, int64_t N, int bits, const char* what) {
   return b / 8 + (b % 8 != 0 ? 1 : 0);
 }
 
-// Outputs must not share memory with inputs: the kernels read inputs while writing outputs.
-void expect_disjoint(Napi::Env env, const View& out, const char* out_name, const View& in, const char* in_name) {
-  if (out.data == nullptr || in.data == nullptr || out.byte_length == 0 || in.byte_length == 0) return;
-  const auto* o = static_cast<const uint8_t*>(out.data);
-  const auto* p = static_cast<const uint8_t*>(in.data);
-  if (o < p + in.byte_length && p < o + out.byte_length) {
-    throw_invalid(env, std::string("Expected ") + out_name + " not to share memory with " + in_name +
-                           " but the two views overlap");
-  }
-}
-
 std::string oom(qk_status s) { return s == QK_STATUS_OUT_OF_MEMORY ? "Out of memory allocating Dense kernel scratch" : ""; }
 
 // The buffers of a grouped low-bit Dense forward (denseGptq, denseLowbitA8): optional bias [N], then exact lengths

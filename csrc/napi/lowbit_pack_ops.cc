@@ -34,16 +34,6 @@ qk::LowbitPackInfo geometry_args(const Napi::CallbackInfo& info, size_t i) {
   return g;
 }
 
-void expect_apart(Napi::Env env, const View& out, const char* out_name, const View& in, const char* in_name) {
-  if (out.data == nullptr || in.data == nullptr || out.byte_length == 0 || in.byte_length == 0) return;
-  const auto* o = static_cast<const uint8_t*>(out.data);
-  const auto* p = static_cast<const uint8_t*>(in.data);
-  if (o < p + in.byte_length && p < o + out.byte_length) {
-    throw_invalid(env, std::string("Expected ") + out_name + " not to share memory with " + in_name +
-                           " but the two views overlap");
-  }
-}
-
 Napi::Value LowbitPackBytes(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(geometry_args(info, 0).total));
 }
@@ -63,9 +53,9 @@ Napi::Value LowbitPack(const Napi::CallbackInfo& info) {
   expect_length(env, w, mul(env, g.K, rb, "w"), "w");
   expect_length(env, scale, g.kind == qk::kLowbitInt4Channel ? g.N : mul(env, g.G, g.N, "scale"), "scale");
   expect_length(env, dst, g.total, "dst");
-  expect_apart(env, dst, "dst", w, "w");
-  expect_apart(env, dst, "dst", scale, "scale");
-  expect_apart(env, dst, "dst", zero, "zero");
+  expect_disjoint(env, dst, "dst", w, "w");
+  expect_disjoint(env, dst, "dst", scale, "scale");
+  expect_disjoint(env, dst, "dst", zero, "zero");
   auto* wp = static_cast<const uint8_t*>(w.data);
   auto* sp = static_cast<const float*>(scale.data);
   const void* zp = zero.data;
@@ -107,9 +97,9 @@ Napi::Value DenseLowbitPacked(const Napi::CallbackInfo& info) {
   const qk::KernelTable& k = kernels_arg(info, 10);
   expect_length(env, x, mul(env, M, K, "x"), "x");
   expect_length(env, y, mul(env, M, N, "y"), "y");
-  expect_apart(env, y, "y", x, "x");
-  expect_apart(env, y, "y", packed, "packed");
-  expect_apart(env, y, "y", bias, "bias");
+  expect_disjoint(env, y, "y", x, "x");
+  expect_disjoint(env, y, "y", packed, "packed");
+  expect_disjoint(env, y, "y", bias, "bias");
   auto fn = &qk::ref::lowbit_packed_gemv;
 #ifdef QK_HAVE_X86_VARIANTS
   if (k.isa == qk::Isa::kAvx512) fn = &qk::avx512::lowbit_packed_gemv;

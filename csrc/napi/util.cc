@@ -134,6 +134,16 @@ void expect_length(Napi::Env env, const View& v, int64_t expected, const char* n
   }
 }
 
+void expect_disjoint(Napi::Env env, const View& out, const char* out_name, const View& in, const char* in_name) {
+  if (out.data == nullptr || in.data == nullptr || out.byte_length == 0 || in.byte_length == 0) return;
+  const auto* o = static_cast<const uint8_t*>(out.data);
+  const auto* p = static_cast<const uint8_t*>(in.data);
+  if (o < p + in.byte_length && p < o + out.byte_length) {
+    throw_invalid(env, std::string("Expected ") + out_name + " not to share memory with " + in_name +
+                           " but the two views overlap");
+  }
+}
+
 const qk::KernelTable& kernels_arg(const Napi::CallbackInfo& info, size_t i) {
   Napi::Value v = info[i];
   if (v.IsUndefined() || v.IsNull()) return qk::active_kernels();

@@ -52,6 +52,9 @@ bool boolean(const Napi::CallbackInfo& info, size_t i, const char* name);
 int64_t mul(Napi::Env env, int64_t a, int64_t b, const char* what);
 // Requires view.length == expected, else QK_SHAPE_MISMATCH naming `name`.
 void expect_length(Napi::Env env, const View& v, int64_t expected, const char* name);
+// Outputs must not share memory with inputs (the kernels read inputs while writing outputs): else
+// QK_INVALID_ARGUMENT naming both. Empty views never overlap.
+void expect_disjoint(Napi::Env env, const View& out, const char* out_name, const View& in, const char* in_name);
 // The kernel table for the optional ISA argument at info[i] (undefined, -1 or a name -> the active table).
 const qk::KernelTable& kernels_arg(const Napi::CallbackInfo& info, size_t i);
 

@@ -61,9 +61,12 @@ export function lowbitPacked(src: LowbitPackSource, K: number, N: number): Uint8
   // A new scale / zero array for the same kernel replaces the old entry.
   for (let i = list.length - 1; i >= 0; i--) if (list[i].kind === kind && list[i].K === K && list[i].N === N) list.splice(i, 1);
   const entry: Entry = { kind, bits, K, N, group, scale: src.scale, zero, packed: null, pending: null };
-  const dst = new Uint8Array(loadNative().lowbitPackBytes(kind, bits, K, N, group));
-  entry.pending = callNative((n) => n.lowbitPack(kind, bits, K, N, group, src.kernel, src.scale, zero, dst)).then(
-    () => {
+  entry.pending = callNative(async (n) => {
+    const dst = new Uint8Array(n.lowbitPackBytes(kind, bits, K, N, group));
+    await n.lowbitPack(kind, bits, K, N, group, src.kernel, src.scale, zero, dst);
+    return dst;
+  }).then(
+    (dst) => {
       entry.packed = dst;
       entry.pending = null;
       return dst;

@@ -6,39 +6,16 @@
 import { Tensor, _kernelImpls, IsaName, denseGptq, denseForward, packGptqRuntime } from '../../lib';
 import { loadNative } from '../../lib/native/load';
 import { lowbitPacked } from '../../lib/ops/lowbit-pack';
-import { firstBitMismatch, randomF32, rng } from '../helpers';
+import { firstBitMismatch, rng } from '../helpers';
+import { LowbitCase, makeLowbitCase } from './lowbit-cases';
 
 const native = loadNative();
 // The avx512 table runs the VNNI variant; avx2 and ref the reference (no AVX2 variant: avx2 is not run twice).
 const ISAS = (_kernelImpls('dense_gptq') as IsaName[]).filter((i) => i !== 'avx2');
 const fast = native.lowbitA8Fast();
 
-interface Case {
-  M: number;
-  N: number;
-  K: number;
-  bits: 2 | 3 | 4 | 8;
-  keras: boolean;
-  group: number;
-  seed: number;
-}
-
-function makeCase(c: Case) {
-  const r = rng(c.seed);
-  const x = randomF32(c.M * c.K, c.seed + 1, 3);
-  const rb = Math.ceil((c.bits * c.N) / 8);
-  const w = new Uint8Array(c.K * rb);
-  for (let i = 0; i < w.length; i++) w[i] = Math.floor(r() * 256);
-  const used = c.bits * c.N - 8 * (rb - 1);
-  if (rb > 0 && used < 8) for (let k = 0; k < c.K; k++) w[k * rb + rb - 1] &= (1 << used) - 1;
-  const G = Math.ceil(c.K / c.group);
-  const scale = new Float32Array(G * c.N);
-  for (let i = 0; i < scale.length; i++) scale[i] = Math.fround((0.01 + r()) * (r() < 0.5 ? -1 : 1));
-  const zero = c.keras ? new Int8Array(G * c.N) : new Uint8Array(G * c.N);
-  for (let i = 0; i < zero.length; i++) zero[i] = c.keras ? Math.floor(r() * 16) - 8 : Math.floor(r() * (1 << c.bits));
-  const bias = c.seed % 2 === 0 ? randomF32(c.N, c.seed + 2) : null;
-  return { x, w, scale, zero, bias };
-}
+type Case = Omit<LowbitCase, 'bias'>;
+const makeCase = (c: Case) => makeLowbitCase({ ...c, bias: c.seed % 2 === 0 });
 
 async function pack(kind: number, bits: number, K: number, N: number, group: number, w: Uint8Array | Int8Array, scale: Float32Array, zero: Int8Array | Uint8Array | null) {
   const dst = new Uint8Array(native.lowbitPackBytes(kind, bits, K, N, group));
@@ -132,6 +109,15 @@ describe('public ops (AVX-512 VNNI only: elsewhere M < 16 keeps the exact kernel
       expect(firstBitMismatch(exact, y1)).not.toBe(-1);
     }
   });
+});
+
+test('inconsistent weights through the public ops are typed errors (from the pack or the exact kernel)', async () => {
+  const c: Case = { M: 1, N: 20, K: 40, bits: 4, keras: true, group: 16, seed: 13 };
+  const d = makeCase(c);
+  const x = new Tensor('float32', [1, c.K], d.x);
+  const w = { format: 'int4-grouped' as const, kernel: d.w.subarray(1), scale: d.scale, zero: d.zero as Int8Array, groupSize: 16 };
+  await expect(denseForward(x, w, c.N, null)).rejects.toMatchObject({ code: 'QK_SHAPE_MISMATCH' });
+  await expect(denseForward(x, { ...w, kernel: d.w, scale: d.scale.subarray(1) }, c.N, null)).rejects.toMatchObject({ code: 'QK_SHAPE_MISMATCH' });
 });
 
 test('the pack cache: one pack per kernel array and scale / zero identity', async () => {
