@@ -81,10 +81,37 @@ export function lowbitPacked(src: LowbitPackSource, K: number, N: number): Uint8
   return entry.pending;
 }
 
+/** Largest pack accepted, relative to the bytes of the weights it copies (see {@link lowbitGemv}). */
+const MAX_PACK_RATIO = 1.5;
+const worth = new WeakMap<object, { key: string; ok: boolean }>();
+
+/**
+ * Whether packing `src` costs at most {@link MAX_PACK_RATIO} times its own bytes: groups are padded to 8 (4-bit) to
+ * 16 (2-bit) inputs and carry 6 bytes of parameters per output, so very small groups (a GPTQ file whose `g_idx`
+ * gives every input its own scale row: group 1) would multiply the memory; those keep the exact kernels.
+ */
+function packWorthIt(src: LowbitPackSource, K: number, N: number, group: number): boolean {
+  const bits = src.kind === 'gptq' ? src.bits : 4;
+  const key = `${src.kind}/${bits}/${K}/${N}/${group}`;
+  const seen = worth.get(src.kernel);
+  if (seen && seen.key === key) return seen.ok;
+  let ok = true; // an invalid geometry: let the pack report it as a typed error
+  try {
+    const bytes = loadNative().lowbitPackBytes(KIND[src.kind], bits, K, N, group);
+    const own = src.kernel.byteLength + src.scale.byteLength + (src.kind === 'int4' ? 0 : src.zero.byteLength);
+    ok = bytes <= MAX_PACK_RATIO * own + 4096;
+  } catch {
+    ok = true;
+  }
+  worth.set(src.kernel, { key, ok });
+  return ok;
+}
+
 /**
  * Runs the packed decode GEMV `y[M, N] = x[M, K] @ W (+ bias)` when it applies — M below
  * {@link LOWBIT_A8_MIN_ROWS}, the exact weight-only path not requested (weight-only formats), groups of at most
- * 65536 inputs, and the (given or active) ISA's kernels are the fast AVX-512 VNNI ones — and returns its Promise;
+ * 65536 inputs, the pack costs at most 1.5x the weights' own bytes (not so for groups of 1-2 inputs), and the
+ * (given or active) ISA's kernels are the fast AVX-512 VNNI ones — and returns its Promise;
  * otherwise returns null and the caller runs its other kernels. `act` is the activation quantization (default:
  * the int8-compute path's, range [-127, 127], epsilon 1e-7; the int4 per-channel W4A8 layers pass theirs).
  * @example
@@ -108,6 +135,7 @@ export function lowbitGemv(
   const group = src.kind === 'int4' ? K : src.group;
   // A W4A8 layer (act given) has no exact weight-only alternative: only the ISA decides.
   if (act === null ? !useLowbitA8(M, K, group, options, 1) : !loadNative().lowbitA8Fast(options.isa)) return null;
+  if (!packWorthIt(src, K, N, group)) return null;
   const lo = act ? act.valueRange[0] : -127;
   const hi = act ? act.valueRange[1] : 127;
   const eps = act ? act.epsilon : 1e-7;

@@ -5,7 +5,7 @@
 // with typed errors.
 import { Tensor, _kernelImpls, IsaName, denseGptq, denseForward, packGptqRuntime } from '../../lib';
 import { loadNative } from '../../lib/native/load';
-import { lowbitPacked } from '../../lib/ops/lowbit-pack';
+import { lowbitGemv, lowbitPacked } from '../../lib/ops/lowbit-pack';
 import { firstBitMismatch, rng } from '../helpers';
 import { LowbitCase, makeLowbitCase } from './lowbit-cases';
 
@@ -118,6 +118,21 @@ test('inconsistent weights through the public ops are typed errors (from the pac
   const w = { format: 'int4-grouped' as const, kernel: d.w.subarray(1), scale: d.scale, zero: d.zero as Int8Array, groupSize: 16 };
   await expect(denseForward(x, w, c.N, null)).rejects.toMatchObject({ code: 'QK_SHAPE_MISMATCH' });
   await expect(denseForward(x, { ...w, kernel: d.w, scale: d.scale.subarray(1) }, c.N, null)).rejects.toMatchObject({ code: 'QK_SHAPE_MISMATCH' });
+});
+
+test('groups too small to pack (the pack would exceed 1.5x the weights) keep the exact kernel', async () => {
+  const K = 64;
+  const N = 64;
+  const w = new Uint8Array((K * N) / 2);
+  const y = new Float32Array(N);
+  const x = new Float32Array(K);
+  const src = (group: number) => ({ kind: 'gptq' as const, bits: 4 as const, kernel: w, scale: new Float32Array(Math.ceil(K / group) * N), zero: new Uint8Array(Math.ceil(K / group) * N), group });
+  expect(lowbitGemv(src(1), 1, K, N, x, null, y, { weightOnlyExact: false })).toBeNull();
+  if (fast) {
+    const run = lowbitGemv(src(32), 1, K, N, x, null, y, { weightOnlyExact: false });
+    expect(run).not.toBeNull();
+    await run;
+  }
 });
 
 test('the pack cache: one pack per kernel array and scale / zero identity', async () => {
