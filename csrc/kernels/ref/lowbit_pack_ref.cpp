@@ -99,8 +99,9 @@ Status lowbit_packed_gemv(const LowbitPackInfo& in, int64_t M, const float* x, c
         const int64_t k0 = in.group_start(g), len = in.group_len(g);
         uint32_t rs = 0, acc = 0;
         for (int64_t kk = 0; kk < len; ++kk) {
-          int sh;
-          const int u = (blk[packed_byte(in, g, kk, jj, &sh)] >> sh) & mask;
+          int sh = 0;
+          const int64_t at = packed_byte(in, g, kk, jj, &sh);  // sets sh: read it only after the call
+          const int u = (blk[at] >> sh) & mask;
           rs += static_cast<uint32_t>(int32_t{xq[k0 + kk]});
           acc += static_cast<uint32_t>(xq[k0 + kk] * u);
         }
