@@ -65,7 +65,7 @@ export async function denseForward(
   const xd = x.data as Float32Array;
   const isa = options.isa;
   const act = options.activation;
-  // Decode batches (M < 16) of int4 weights: the packed-once int8-compute GEMV when it applies (lib/ops/lowbit-pack.ts).
+  // Small batches (M < LOWBIT_GEMV_ROW_LIMIT) of int4 weights: the packed-once int8-compute GEMV when it applies (lib/ops/lowbit-pack.ts).
   const gemv =
     weights.format === 'int4-grouped'
       ? lowbitGemv({ kind: 'int4-grouped', kernel: weights.kernel, scale: weights.scale, zero: weights.zero, group: weights.groupSize }, M, K, N, xd, bias, y, options)

@@ -12,8 +12,9 @@ import type { IsaName } from '../native/binding';
 import { loadNative } from '../native/load';
 
 /**
- * Rows (M) from which the int8-compute GEMM kernels (`denseLowbitA8`, `denseW4A8`) are used; smaller batches
- * (decode steps) run the packed decode GEMV (lib/ops/lowbit-pack.ts), bit-identical to them.
+ * Rows (M) from which the int8-compute GEMM kernels (`denseLowbitA8`, `denseW4A8`) may be used; below
+ * `LOWBIT_GEMV_ROW_LIMIT` (lib/ops/lowbit-pack.ts: 128 rows for grouped and GPTQ weights, 64 per-channel) the packed GEMV,
+ * bit-identical to them, is preferred, and the GEMM runs only when the packed GEMV does not apply.
  * @example
  * ```ts
  * const prefillTakesInt8Path = promptTokens >= LOWBIT_A8_MIN_ROWS;

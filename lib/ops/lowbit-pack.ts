@@ -1,9 +1,9 @@
 /**
- * The decode GEMV of int4 (grouped and per-channel) and GPTQ weights: for batches below
- * {@link LOWBIT_A8_MIN_ROWS} rows on AVX-512 VNNI, the int8-compute path (activations quantized per row to int8,
+ * The decode / small-batch GEMV of int4 (grouped and per-channel) and GPTQ weights: for batches below
+ * {@link LOWBIT_GEMV_ROW_LIMIT} rows on AVX-512 VNNI, the int8-compute path (activations quantized per row to int8,
  * exact int32 dot products per group, group scales on float32 accumulators; `csrc/include/qk/lowbit_pack.h`) runs
  * over a copy of the weights packed ONCE into a `vpdpbusd`-ready layout. Its results are bit-identical to the
- * M >= 16 int8-compute kernels (`denseLowbitA8`, `denseW4A8`), so a row's output no longer depends on the batch
+ * larger batches' int8-compute GEMM kernels (`denseLowbitA8`, `denseW4A8`), so a row's output no longer depends on the batch
  * size. The packed copy is made lazily at first use, on a worker thread, and cached in a `WeakMap` keyed by the
  * kernel TypedArray (and the identity of its scale / zero arrays): `Variable.assign` installs new arrays, hence a
  * new pack; mutating a kernel array in place after its first forward is not supported. The copy costs about as
@@ -14,7 +14,19 @@
 import type { IsaName } from '../native/binding';
 import { loadNative } from '../native/load';
 import { callNative } from './call';
-import { LOWBIT_A8_MIN_ROWS, useLowbitA8, WeightOnlyPathOptions } from './lowbit-a8';
+import { useLowbitA8, WeightOnlyPathOptions } from './lowbit-a8';
+
+/**
+ * Batches of fewer rows than this run the packed GEMV rather than the int8-compute GEMM kernels — the measured
+ * crossover on AVX-512 VNNI (docs/lowbit-a8.md, `bench/lowbit-cross.js`): `grouped` for int4 grouped and GPTQ
+ * weights (against `denseLowbitA8`, which expands the weights into an int8 panel on every call), `perChannel` for
+ * int4 per-channel weights (against `denseW4A8`). Both paths give the same bits for a row.
+ * @example
+ * ```ts
+ * const prefillUsesPackedWeights = promptTokens < LOWBIT_GEMV_ROW_LIMIT.grouped;
+ * ```
+ */
+export const LOWBIT_GEMV_ROW_LIMIT = { grouped: 128, perChannel: 64 } as const;
 
 /** Weights the decode GEMV can pack: Keras int4 grouped / per-channel, or GPTQ runtime weights. */
 export type LowbitPackSource =
@@ -108,8 +120,8 @@ function packWorthIt(src: LowbitPackSource, K: number, N: number, group: number)
 }
 
 /**
- * Runs the packed decode GEMV `y[M, N] = x[M, K] @ W (+ bias)` when it applies — M below
- * {@link LOWBIT_A8_MIN_ROWS}, the exact weight-only path not requested (weight-only formats), groups of at most
+ * Runs the packed GEMV `y[M, N] = x[M, K] @ W (+ bias)` when it applies — M below
+ * {@link LOWBIT_GEMV_ROW_LIMIT} (of the weights' kind), the exact weight-only path not requested (weight-only formats), groups of at most
  * 65536 inputs, the pack costs at most 1.5x the weights' own bytes (not so for groups of 1-2 inputs), and the
  * (given or active) ISA's kernels are the fast AVX-512 VNNI ones — and returns its Promise;
  * otherwise returns null and the caller runs its other kernels. `act` is the activation quantization (default:
@@ -130,7 +142,8 @@ export function lowbitGemv(
   y: Float32Array,
   options: WeightOnlyPathOptions & { isa?: IsaName; activation?: { valueRange: readonly [number, number]; epsilon: number } | null } = {},
 ): Promise<void> | null {
-  if (M >= LOWBIT_A8_MIN_ROWS || M === 0 || K === 0) return null;
+  const limit = src.kind === 'int4' ? LOWBIT_GEMV_ROW_LIMIT.perChannel : LOWBIT_GEMV_ROW_LIMIT.grouped;
+  if (M >= limit || M === 0 || K === 0) return null;
   const act = options.activation ?? null;
   const group = src.kind === 'int4' ? K : src.group;
   // A W4A8 layer (act given) has no exact weight-only alternative: only the ISA decides.

@@ -5,7 +5,7 @@
 // with typed errors.
 import { Tensor, _kernelImpls, IsaName, denseGptq, denseForward, packGptqRuntime } from '../../lib';
 import { loadNative } from '../../lib/native/load';
-import { lowbitGemv, lowbitPacked } from '../../lib/ops/lowbit-pack';
+import { LOWBIT_GEMV_ROW_LIMIT, lowbitGemv, lowbitPacked } from '../../lib/ops/lowbit-pack';
 import { firstBitMismatch, rng } from '../helpers';
 import { LowbitCase, makeLowbitCase } from './lowbit-cases';
 
@@ -34,6 +34,8 @@ const CASES: Case[] = [];
   let seed = 1;
   const dims: Array<[number, number, number]> = [
     [1, 1, 1], [3, 17, 33], [1, 3, 127], [2, 129, 65], [1, 127, 17], [15, 33, 3], [1, 65, 129],
+    // batches the GEMV takes up to LOWBIT_GEMV_ROW_LIMIT: every remainder of the 4-row blocks, awkward N, K
+    [16, 65, 33], [17, 3, 129], [30, 70, 17], [63, 33, 65], [127, 17, 40],
   ];
   for (const [M, N, K] of dims) {
     for (const [bits, keras] of [[4, true], [2, false], [3, false], [4, false], [8, false]] as Array<[2 | 3 | 4 | 8, boolean]>) {
@@ -78,7 +80,7 @@ test.each(ISAS)('%s: packed per-channel int4 GEMV is bit-exact with the dense_w4
   }
 });
 
-describe('public ops (AVX-512 VNNI only: elsewhere M < 16 keeps the exact kernels)', () => {
+describe('public ops (AVX-512 VNNI only: elsewhere small batches keep the exact kernels)', () => {
   const t = fast ? test : test.skip;
   t('a row gives the same bits at M = 1 and M = 16 (GPTQ with act-order, int4 grouped, int4 per-channel)', async () => {
     const N = 70;
@@ -107,6 +109,44 @@ describe('public ops (AVX-512 VNNI only: elsewhere M < 16 keeps the exact kernel
       // the exact opt-out still runs the weight-only kernel (a different result)
       const exact = (await denseForward(new Tensor('float32', [1, K], dk.x.slice(5 * K, 6 * K)), w, N, dk.bias, { weightOnlyExact: true })).data as Float32Array;
       expect(firstBitMismatch(exact, y1)).not.toBe(-1);
+    }
+  });
+  t('row i of a batch up to and past LOWBIT_GEMV_ROW_LIMIT equals the M = 1 result (packed GEMV and GEMM)', async () => {
+    const N = 37;
+    const K = 90;
+    const { grouped: GL, perChannel: CL } = LOWBIT_GEMV_ROW_LIMIT;
+    const Mmax = GL + 3;
+    const c: Case = { M: Mmax, N, K, bits: 4, keras: false, group: 32, seed: 21 };
+    const d = makeCase(c);
+    const ck: Case = { M: Mmax, N, K, bits: 4, keras: true, group: 32, seed: 22 };
+    const dk = makeCase(ck);
+    const gptq = { bits: 4 as const, kernel: d.w, scale: d.scale, zero: d.zero as Uint8Array, groupSize: 32 };
+    const grouped = { format: 'int4-grouped' as const, kernel: dk.w, scale: dk.scale, zero: dk.zero as Int8Array, groupSize: 32 };
+    const perChannel = { format: 'int4' as const, kernel: dk.w, scale: dk.scale.subarray(0, N) };
+    const ops: Array<[string, number, (x: Float32Array, M: number) => Promise<Float32Array>, Float32Array]> = [
+      ['gptq', GL, async (x, M) => (await denseGptq(new Tensor('float32', [M, K], x), gptq, N, d.bias)).data as Float32Array, d.x],
+      ['int4-grouped', GL, async (x, M) => (await denseForward(new Tensor('float32', [M, K], x), grouped, N, dk.bias)).data as Float32Array, dk.x],
+      ['int4', CL, async (x, M) => (await denseForward(new Tensor('float32', [M, K], x), perChannel, N, dk.bias)).data as Float32Array, dk.x],
+    ];
+    const y = new Float32Array(Mmax * N);
+    for (const [name, limit, op, xs] of ops) {
+      // the GEMV runs below the limit, not from it
+      const src = name === 'gptq'
+        ? { kind: 'gptq' as const, bits: 4 as const, kernel: d.w, scale: d.scale, zero: d.zero as Uint8Array, group: 32 }
+        : name === 'int4-grouped'
+          ? { kind: 'int4-grouped' as const, kernel: dk.w, scale: dk.scale, zero: dk.zero as Int8Array, group: 32 }
+          : { kind: 'int4' as const, kernel: dk.w, scale: dk.scale.subarray(0, N) };
+      const below = lowbitGemv(src, limit - 1, K, N, xs.subarray(0, (limit - 1) * K), null, y.subarray(0, (limit - 1) * N), { weightOnlyExact: false });
+      expect([name, below !== null]).toEqual([name, true]);
+      await below;
+      expect([name, lowbitGemv(src, limit, K, N, xs.subarray(0, limit * K), null, y.subarray(0, limit * N), { weightOnlyExact: false })]).toEqual([name, null]);
+      for (const M of [limit - 1, limit, Mmax]) {
+        const all = await op(xs.subarray(0, M * K), M);
+        for (const i of [0, 5, M - 1]) {
+          const one = await op(xs.slice(i * K, (i + 1) * K), 1);
+          expect([name, M, i, firstBitMismatch(one, all.subarray(i * N, (i + 1) * N))]).toEqual([name, M, i, -1]);
+        }
+      }
     }
   });
 });

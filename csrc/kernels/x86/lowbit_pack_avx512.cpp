@@ -1,4 +1,4 @@
-// quantkit — lowbit_packed_gemv (qk/lowbit_pack.h), AVX-512 VNNI variant: the decode GEMV (M < 16 rows) of int4
+// quantkit — lowbit_packed_gemv (qk/lowbit_pack.h), AVX-512 VNNI variant: the decode GEMV (small M) of int4
 // grouped / per-channel and GPTQ 2/3/4/8-bit weights over the packed-once layout, bit-exact with the reference.
 //
 // 1. Activations: absmax_quantize per row (this ISA's variant, bit-exact with ref), copied into rows whose groups
@@ -8,7 +8,8 @@
 // 3. Per chunk and vector: one load, then per plane a shift + and (none for 8 bits) and one vpdpbusd with the
 //    broadcast 4 activation bytes (levels = unsigned operand, activations = signed: no offset correction).
 //    Per group: cvtdq2ps + 2 FMAs per accumulator (t = acc + nc * rs; f += scale * t), as the reference.
-//    For M > 1 the group's weights are re-read from L1 for each row (a group of 64 outputs is <= 8 KB at g128).
+//    Rows are taken 4 at a time: each weight vector is loaded and unpacked once for 4 rows (16 accumulators); for
+//    M > 4 the group's weights are re-read from L1 once per 4 rows (a group of 64 outputs is <= 8 KB at g128).
 // GCC 12 reports the _mm512_undefined_* idiom inside the conversion intrinsics as maybe-uninitialized (a false
 // positive; lowbit_a8_avx512.cpp has the same guard).
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
@@ -43,53 +44,65 @@ struct Acts {
   const float* sx;     // [M]
 };
 
-// Integer dot products of one group for one row: 4 accumulators of 16 outputs.
-template <int SB>
-inline void group_dots(const uint8_t* w, int64_t chunks, const int8_t* xq, __m512i acc[4]) {
+// Integer dot products of one group for R rows (xq rows `xs` bytes apart): per row 4 accumulators of 16 outputs.
+// Each weight vector is loaded and unpacked (shift + and per plane) once for the R rows.
+template <int SB, int R>
+void group_dots(const uint8_t* w, int64_t chunks, const int8_t* xq, int64_t xs, __m512i* acc) {
   constexpr int P = 8 / SB;
   const __m512i m = _mm512_set1_epi8(static_cast<char>((1 << SB) - 1));
-  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  __m512i a[R][4];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int s = 0; s < 4; ++s) a[r][s] = _mm512_setzero_si512();
+  }
   for (int64_t ch = 0; ch < chunks; ++ch, w += 256, xq += 4 * P) {
     _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetchBytes), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetchBytes + 64), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetchBytes + 128), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetchBytes + 192), _MM_HINT_T0);
-    const __m512i v0 = _mm512_loadu_si512(w), v1 = _mm512_loadu_si512(w + 64);
-    const __m512i v2 = _mm512_loadu_si512(w + 128), v3 = _mm512_loadu_si512(w + 192);
+    __m512i v[4];
+#pragma GCC unroll 4
+    for (int s = 0; s < 4; ++s) v[s] = _mm512_loadu_si512(w + 64 * s);
 #pragma GCC unroll 4
     for (int p = 0; p < P; ++p) {
-      int32_t xw;
-      std::memcpy(&xw, xq + 4 * p, 4);
-      const __m512i xb = _mm512_set1_epi32(xw);
-      if (SB == 8) {
-        a0 = _mm512_dpbusd_epi32(a0, v0, xb);
-        a1 = _mm512_dpbusd_epi32(a1, v1, xb);
-        a2 = _mm512_dpbusd_epi32(a2, v2, xb);
-        a3 = _mm512_dpbusd_epi32(a3, v3, xb);
-      } else if (p == 0) {
-        a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(v0, m), xb);
-        a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(v1, m), xb);
-        a2 = _mm512_dpbusd_epi32(a2, _mm512_and_si512(v2, m), xb);
-        a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(v3, m), xb);
-      } else {
-        const unsigned sh = static_cast<unsigned>(SB * p);
-        a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(_mm512_srli_epi16(v0, sh), m), xb);
-        a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(_mm512_srli_epi16(v1, sh), m), xb);
-        a2 = _mm512_dpbusd_epi32(a2, _mm512_and_si512(_mm512_srli_epi16(v2, sh), m), xb);
-        a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(_mm512_srli_epi16(v3, sh), m), xb);
+      __m512i xb[R];
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        int32_t xw;
+        std::memcpy(&xw, xq + r * xs + 4 * p, 4);
+        xb[r] = _mm512_set1_epi32(xw);
+      }
+#pragma GCC unroll 4
+      for (int s = 0; s < 4; ++s) {
+        const __m512i u = SB == 8 ? v[s] : p == 0 ? _mm512_and_si512(v[s], m)
+                                                  : _mm512_and_si512(_mm512_srli_epi16(v[s], static_cast<unsigned>(SB * p)), m);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) a[r][s] = _mm512_dpbusd_epi32(a[r][s], u, xb[r]);
       }
     }
   }
-  acc[0] = a0;
-  acc[1] = a1;
-  acc[2] = a2;
-  acc[3] = a3;
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int s = 0; s < 4; ++s) acc[4 * r + s] = a[r][s];
+  }
 }
 
-using DotsFn = void (*)(const uint8_t*, int64_t, const int8_t*, __m512i*);
+// Rows per weight load (4 rows x 4 accumulators = 16 zmm, + 4 weight vectors, the unpacked one, the mask and the
+// broadcasts: no spill).
+constexpr int kRows = 4;
+using DotsFn = void (*)(const uint8_t*, int64_t, const int8_t*, int64_t, __m512i*);
+struct Dots {
+  DotsFn fn[kRows];  // fn[r - 1] handles r rows
+};
+template <int SB>
+constexpr Dots dots_for() {
+  return Dots{{&group_dots<SB, 1>, &group_dots<SB, 2>, &group_dots<SB, 3>, &group_dots<SB, 4>}};
+}
 
 // One 64-output block for every row. f: [M, 64] float scratch of this task.
-void run_block(const LowbitPackInfo& in, DotsFn dots, const uint8_t* blk, int64_t b, int64_t M, const Acts& a,
+void run_block(const LowbitPackInfo& in, const Dots& dots, const uint8_t* blk, int64_t b, int64_t M, const Acts& a,
                const float* bias, float* f, float* y) {
   const bool channel = in.kind == kLowbitInt4Channel;
   const int64_t j0 = b * kLowbitPackNB;
@@ -101,23 +114,27 @@ void run_block(const LowbitPackInfo& in, DotsFn dots, const uint8_t* blk, int64_
     const uint8_t* w = blk + in.group_offset(g);
     const int64_t chunks = in.group_padded(g) / in.KQ;
     const uint8_t* params = w + chunks * 256;
-    for (int64_t i = 0; i < M; ++i) {
-      __m512i acc[4];
-      dots(w, chunks, a.xq + i * in.Kp + in.xq_offset(g), acc);
-      const int32_t rs = a.rs[i * in.G + g];
-      float* fi = f + i * 64;
-      for (int s = 0; s < 4; ++s) {
-        const __m512 sc = _mm512_loadu_ps(reinterpret_cast<const float*>(params) + 16 * s);
-        if (channel) {
-          // a = acc - 8 * rs (mod 2^32), v = (float)a / (scale * sx)
-          const __m512i ai = _mm512_sub_epi32(acc[s], _mm512_set1_epi32(static_cast<int32_t>(8u * static_cast<uint32_t>(rs))));
-          const __m512 d = _mm512_mul_ps(sc, _mm512_set1_ps(a.sx[i]));
-          _mm512_storeu_ps(fi + 16 * s, _mm512_div_ps(_mm512_cvtepi32_ps(ai), d));
-        } else {
-          const __m256i nc16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(params + kLowbitPackNB * 4 + 32 * s));
-          const __m512 nc = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(nc16));
-          const __m512 t = _mm512_fmadd_ps(nc, _mm512_set1_ps(static_cast<float>(rs)), _mm512_cvtepi32_ps(acc[s]));
-          _mm512_storeu_ps(fi + 16 * s, _mm512_fmadd_ps(sc, t, _mm512_loadu_ps(fi + 16 * s)));
+    for (int64_t i0 = 0; i0 < M; i0 += kRows) {
+      const int64_t nr = std::min<int64_t>(kRows, M - i0);
+      __m512i accs[4 * kRows];
+      dots.fn[nr - 1](w, chunks, a.xq + i0 * in.Kp + in.xq_offset(g), in.Kp, accs);
+      for (int64_t i = i0; i < i0 + nr; ++i) {
+        const __m512i* acc = accs + 4 * (i - i0);
+        const int32_t rs = a.rs[i * in.G + g];
+        float* fi = f + i * 64;
+        for (int s = 0; s < 4; ++s) {
+          const __m512 sc = _mm512_loadu_ps(reinterpret_cast<const float*>(params) + 16 * s);
+          if (channel) {
+            // a = acc - 8 * rs (mod 2^32), v = (float)a / (scale * sx)
+            const __m512i ai = _mm512_sub_epi32(acc[s], _mm512_set1_epi32(static_cast<int32_t>(8u * static_cast<uint32_t>(rs))));
+            const __m512 d = _mm512_mul_ps(sc, _mm512_set1_ps(a.sx[i]));
+            _mm512_storeu_ps(fi + 16 * s, _mm512_div_ps(_mm512_cvtepi32_ps(ai), d));
+          } else {
+            const __m256i nc16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(params + kLowbitPackNB * 4 + 32 * s));
+            const __m512 nc = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(nc16));
+            const __m512 t = _mm512_fmadd_ps(nc, _mm512_set1_ps(static_cast<float>(rs)), _mm512_cvtepi32_ps(acc[s]));
+            _mm512_storeu_ps(fi + 16 * s, _mm512_fmadd_ps(sc, t, _mm512_loadu_ps(fi + 16 * s)));
+          }
         }
       }
     }
@@ -165,7 +182,8 @@ Status lowbit_packed_gemv(const LowbitPackInfo& in, int64_t M, const float* x, c
       rs[i * in.G + g] = s;
     }
   }
-  DotsFn dots = in.sb == 2 ? &group_dots<2> : in.sb == 4 ? &group_dots<4> : &group_dots<8>;
+  static constexpr Dots kDots2 = dots_for<2>(), kDots4 = dots_for<4>(), kDots8 = dots_for<8>();
+  const Dots& dots = in.sb == 2 ? kDots2 : in.sb == 4 ? kDots4 : kDots8;
   const Acts acts{xq.data(), rs.data(), sx.data()};
   const uint8_t* base = packed + kLowbitPackHeader;
   const int nt = pool != nullptr ? pool->num_threads() : 1;
