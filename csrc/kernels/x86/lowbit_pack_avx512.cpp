@@ -89,6 +89,64 @@ void group_dots(const uint8_t* w, int64_t chunks, const int8_t* xq, int64_t xs, 
   }
 }
 
+// 4-bit weights, 1-2 rows (decode): the high nibble is used in place (and with 0xF0 gives 16 u, still an unsigned
+// byte) instead of shift + and, with its own accumulators (which also halves the dependency chain per chunk) that
+// are divided by 16 at the end. Exact: each high accumulator is 16 times an integer sum of at most half the group's
+// inputs, |16 * 15 * 127 * 32768| < 2^31 for groups of up to 65536 inputs (chunks <= 8192; longer groups take the
+// generic loop), so the arithmetic shift recovers that sum and acc equals the generic loop's int32 sum bit for bit.
+// One logic op per weight vector and plane fewer: the shuffle/logic port was the limit of the generic loop.
+template <int R>
+void group_dots4_split(const uint8_t* w, int64_t chunks, const int8_t* xq, int64_t xs, __m512i* acc) {
+  const __m512i mlo = _mm512_set1_epi8(0x0F);
+  const __m512i mhi = _mm512_set1_epi8(static_cast<char>(0xF0));
+  __m512i lo[R][4], hi[R][4];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int s = 0; s < 4; ++s) lo[r][s] = hi[r][s] = _mm512_setzero_si512();
+  }
+  for (int64_t ch = 0; ch < chunks; ++ch, w += 256, xq += 8) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetchBytes), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetchBytes + 64), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetchBytes + 128), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetchBytes + 192), _MM_HINT_T0);
+    __m512i x0[R], x1[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      int32_t a, b;
+      std::memcpy(&a, xq + r * xs, 4);
+      std::memcpy(&b, xq + r * xs + 4, 4);
+      x0[r] = _mm512_set1_epi32(a);
+      x1[r] = _mm512_set1_epi32(b);
+    }
+#pragma GCC unroll 4
+    for (int s = 0; s < 4; ++s) {
+      const __m512i v = _mm512_loadu_si512(w + 64 * s);
+      const __m512i u0 = _mm512_and_si512(v, mlo);
+      const __m512i u1 = _mm512_and_si512(v, mhi);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        lo[r][s] = _mm512_dpbusd_epi32(lo[r][s], u0, x0[r]);
+        hi[r][s] = _mm512_dpbusd_epi32(hi[r][s], u1, x1[r]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int s = 0; s < 4; ++s) acc[4 * r + s] = _mm512_add_epi32(lo[r][s], _mm512_srai_epi32(hi[r][s], 4));
+  }
+}
+
+template <int R>
+void group_dots4(const uint8_t* w, int64_t chunks, const int8_t* xq, int64_t xs, __m512i* acc) {
+  if (chunks <= 8192) {
+    group_dots4_split<R>(w, chunks, xq, xs, acc);
+  } else {
+    group_dots<4, R>(w, chunks, xq, xs, acc);
+  }
+}
+
 // Rows per weight load (4 rows x 4 accumulators = 16 zmm, + 4 weight vectors, the unpacked one, the mask and the
 // broadcasts: no spill).
 constexpr int kRows = 4;
@@ -98,6 +156,7 @@ struct Dots {
 };
 template <int SB>
 constexpr Dots dots_for() {
+  if constexpr (SB == 4) return Dots{{&group_dots4<1>, &group_dots4<2>, &group_dots<SB, 3>, &group_dots<SB, 4>}};
   return Dots{{&group_dots<SB, 1>, &group_dots<SB, 2>, &group_dots<SB, 3>, &group_dots<SB, 4>}};
 }
 
