@@ -9,13 +9,7 @@
 //   * inner >= 32: column panels [len, 512 floats], reduced and then quantized while still in cache.
 // NaN handling in the quantize step: vmaxps returns its second operand when either is NaN, so a NaN product
 // becomes lo after the clip; the conversion is then zero-masked by the "product is ordered" mask, giving 0.
-// GCC 12 before 12.3 reports the deliberate self-initialisation inside _mm512_undefined_*() (used by many
-// AVX-512 intrinsics) as -W(maybe-)uninitialized at every call site (GCC bug 105593); silence only that.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
+#include "avx512_intrin.h"
 
 #include <algorithm>
 

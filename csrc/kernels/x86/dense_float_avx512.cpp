@@ -19,13 +19,7 @@
 //          vcvtph2ps converts it exactly. The NaN codes 0x7F/0xFF (which the trick would turn into 480/256) are
 //          replaced by a half NaN under a byte compare mask. Both the packed panel and the GEMV keep the 2^-8
 //          factor and the driver multiplies the finished sums by 256 (kUnscale; exact, see dense_float_common.h).
-// GCC 12 before 12.3 reports the deliberate self-initialisation inside _mm512_undefined_*() (used by many
-// AVX-512 intrinsics) as -W(maybe-)uninitialized at every call site (GCC bug 105593); silence only that.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
+#include "avx512_intrin.h"
 
 #include <type_traits>
 

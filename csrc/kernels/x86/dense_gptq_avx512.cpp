@@ -28,13 +28,7 @@
 // acc += s * (t - (z - c) * sum_k x_k) (one fnmadd, one fmadd per column). That costs one multiply-add pair per
 // group and column instead of a subtraction per weight; the result differs from the reference only by rounding,
 // on the scale of sum_k |x_k| * s * (|q - c| + |z - c|) (compared by tolerance; centring halves it).
-// GCC 12 before 12.3 reports the deliberate self-initialisation inside _mm512_undefined_*() (used by many
-// AVX-512 intrinsics) as -W(maybe-)uninitialized at every call site (GCC bug 105593); silence only that.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
+#include "avx512_intrin.h"
 
 #include <cstring>
 #include <type_traits>

@@ -7,13 +7,7 @@
 // k adds one FMA in ascending k order, and the tile is stored back; this keeps the per-entry operation
 // sequence of the reference. The element-wise GPTQ column step (quantize, error, in-block update) is
 // vectorized over output channels. Compiled with -mavx512f/bw/vl (+ AVX2/FMA) and -ffp-contract=off.
-// GCC 12 reports the deliberately undefined pass-through operand of AVX-512 intrinsics (_mm512_undefined_*)
-// as -W(maybe-)uninitialized at every call site (GCC bug 105593); silence only that.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
+#include "avx512_intrin.h"
 
 #include <algorithm>
 #include <atomic>

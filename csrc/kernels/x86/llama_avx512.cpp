@@ -2,13 +2,7 @@
 // attention_decode). The algorithms are ISA-independent templates in llama_common.h (read its header for what is
 // bit-exact with qk::ref and what is compared by tolerance); this unit supplies 16-lane vector traits, with
 // AVX-512 masks for every partial vector (no scalar tails), and the vector exp.
-// GCC 12 before 12.3 reports the deliberate self-initialisation inside _mm512_undefined_*() (used by many
-// AVX-512 intrinsics) as -W(maybe-)uninitialized at every call site (GCC bug 105593); silence only that.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
+#include "avx512_intrin.h"
 
 #include "llama_common.h"
 #include "qk/kernels.h"

@@ -18,11 +18,7 @@
 // What limits it: at M >= 128 the vpdpbusd port pressure plus the per-group epilogue (3 vector ops per 4 x 16
 //    quads: 9% at group 128, 27% at group 32); at small M the panel expansion, which is done once per call and
 //    column block and amortized over M / 6 row tiles (see docs/lowbit-a8.md for measurements).
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
+#include "avx512_intrin.h"
 
 #include <algorithm>
 #include <atomic>

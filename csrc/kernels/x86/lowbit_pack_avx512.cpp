@@ -10,13 +10,7 @@
 //    Per group: cvtdq2ps + 2 FMAs per accumulator (t = acc + nc * rs; f += scale * t), as the reference.
 //    Rows are taken 4 at a time: each weight vector is loaded and unpacked once for 4 rows (16 accumulators); for
 //    M > 4 the group's weights are re-read from L1 once per 4 rows (a group of 64 outputs is <= 8 KB at g128).
-// GCC 12 reports the _mm512_undefined_* idiom inside the conversion intrinsics as maybe-uninitialized (a false
-// positive; lowbit_a8_avx512.cpp has the same guard).
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
+#include "avx512_intrin.h"
 
 #include <algorithm>
 #include <cstdint>

@@ -9,13 +9,7 @@
 //     into one run when len is a multiple of 2 (4), so that short rows cost nothing extra.
 // Narrowing 16- or 32-bit lanes to bytes uses vpackuswb/vpackusdw (in-lane) followed by one cross-lane
 // permute for full vectors, and vpmovwb/vpmovdb with a masked store for the partial last vector.
-// GCC 12 before 12.3 reports the deliberate self-initialisation inside _mm512_undefined_*() (used by many
-// AVX-512 intrinsics) as -W(maybe-)uninitialized at every call site (GCC bug 105593); silence only that.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
+#include "avx512_intrin.h"
 
 #include "qk/kernels.h"
 #include "qk/quant_math.h"
